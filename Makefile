@@ -1,0 +1,47 @@
+# labkit: every target creates or reuses .venv. Works from a clone at any path.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labkit-installed
+OUT ?= runs/demo
+export NO_ALBUMENTATIONS_UPDATE := 1
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup demo test smoke clean
+
+help:
+	@echo "make setup   create .venv with pinned torch/torchvision and labkit[dev]"
+	@echo "make demo    run notebook 01 (SMOKE) headless, then check the saved model"
+	@echo "make test    the whole test suite, incl. nbval over every notebook in SMOKE mode"
+	@echo "make smoke   run every notebook in SMOKE mode through 'python -m labkit run'"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
+	touch $(STAMP)
+
+demo: setup
+	@mkdir -p $(OUT)
+	LABKIT_SMOKE=1 $(PY) -m papermill -k python3 --cwd notebooks --log-output \
+		notebooks/01_unet_oxford_pet.ipynb $(OUT)/01_unet_oxford_pet.ipynb \
+		-p OUT_DIR $(abspath $(OUT)) > $(OUT)/01_unet_oxford_pet.log 2>&1 \
+		|| { tail -n 40 $(OUT)/01_unet_oxford_pet.log; exit 1; }
+	$(PY) checks/check_segmentation.py --model unet --path $(OUT)/saved_models/unet.pth \
+		--data $(OUT)/data/oxford-iiit-pet-fixture; \
+		echo "check exit code: $$?"
+	@echo "executed notebook: $(abspath $(OUT))/01_unet_oxford_pet.ipynb"
+
+test: setup
+	LABKIT_SMOKE=1 $(PY) -m pytest tests --nbval-lax notebooks -p no:cacheprovider
+
+smoke: setup
+	$(PY) -m labkit run --mode smoke --out runs/smoke
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+from labkit.version import __version__

@@ -1,0 +1,215 @@
+"""One fit loop for every lab: progress bars, history, best checkpoint, resume, AMP on CUDA.
+
+A checkpoint is written after every epoch (``last.pt``: model, optimizer, scheduler, scaler, epoch,
+best metric, history, RNG states), so ``fit(..., resume=True)`` continues after a disconnect
+(Colab) exactly where it stopped. The best weights by the monitored validation metric go to
+``best.pt`` (a plain state_dict).
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> data = TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+    >>> model = torch.nn.Linear(4, 2)
+    >>> result = fit(model, DataLoader(data, batch_size=8), loss_fn=torch.nn.CrossEntropyLoss(),
+    ...              epochs=2, device="cpu", progress=False, log=None)
+    >>> [row["epoch"] for row in result["history"]]
+    [1, 2]
+"""
+from __future__ import annotations
+
+import math
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit.device import resolve_device, seed_everything
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+
+
+def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, loss_fn: Callable, *,
+                    device: torch.device, scaler: torch.amp.GradScaler | None = None,
+                    step_scheduler=None, channels_last: bool = False, progress: bool = True,
+                    description: str = "train") -> float:
+    """One pass over ``loader``; returns the mean training loss.
+
+    ``step_scheduler`` (optional) is stepped after every optimizer step (e.g. OneCycleLR).
+    AMP is used when ``scaler`` is given (CUDA only).
+    """
+    model.train()
+    total_loss, total_items = 0.0, 0
+    bar = tqdm(loader, desc=description, leave=False, disable=not progress)
+    for inputs, targets in bar:
+        inputs = inputs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, enabled=scaler is not None):
+            loss = loss_fn(model(inputs), targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()}; lower the learning rate "
+                                     "or check the inputs for NaN")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        total_loss += loss.item() * inputs.shape[0]
+        total_items += inputs.shape[0]
+        bar.set_postfix(loss=f"{total_loss / total_items:.4f}")
+    return total_loss / max(total_items, 1)
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA allocator peak on GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak_kb / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value > best if mode == "max" else value < best
+
+
+def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
+        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
+        scheduler=None, scheduler_per_step: bool = False,
+        valid_loader=None, evaluate: Callable | None = None, monitor: str | None = None,
+        mode: str = "max", device="auto", checkpoint_dir: str | Path | None = None,
+        resume: bool = False, amp: bool = True, channels_last: bool = True,
+        seed: int | None = None, restore_best: bool = True, progress: bool = True,
+        log: Callable | None = print) -> dict:
+    """Train ``model`` for ``epochs`` epochs and return ``{"history", "best_metric", "best_epoch"}``.
+
+    Args:
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``.
+        optimizer: defaults to ``AdamW(lr=lr)``.
+        scheduler: stepped once per epoch, or per batch with ``scheduler_per_step=True``.
+        valid_loader, evaluate: ``evaluate(model, valid_loader, device=...) -> dict`` of metrics
+            (e.g. :func:`labkit.evaluate.evaluate_segmentation`); scalar entries go to the history.
+        monitor: the metric that picks the best epoch (``"dice"``, ``"accuracy"``, ``"mIoU"``);
+            defaults to the first scalar metric. ``mode``: ``"max"`` or ``"min"``.
+        checkpoint_dir: where ``last.pt`` (every epoch) and ``best.pt`` go; ``None`` keeps nothing.
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists.
+        amp, channels_last: used only on CUDA (on CPU they cost more than they give).
+        seed: seeds every RNG first (ignored when resuming: the saved RNG state is restored).
+        restore_best: load the best weights back into ``model`` at the end.
+
+    Each history row: ``epoch``, ``train_loss``, ``lr``, ``seconds``, ``peak_memory_mb`` and the
+    validation metrics.
+    """
+    device = resolve_device(device)
+    if seed is not None:
+        seed_everything(seed)
+    on_cuda = device.type == "cuda"
+    channels_last = channels_last and on_cuda
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
+    scaler = torch.amp.GradScaler("cuda") if (amp and on_cuda) else None
+    history: list[dict] = []
+    best_metric, best_epoch, start_epoch = None, None, 0
+    best_state = None
+
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
+    best_path = checkpoint_dir / "best.pt" if checkpoint_dir else None
+    if resume and last_path is not None and last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("lr_scheduler") is not None:
+            scheduler.load_state_dict(state["lr_scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, history = state["epoch"], state["history"]
+        best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        _set_rng_state(state["rng"])
+        if log:
+            log(f"resumed from {last_path} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        train_loss = train_one_epoch(
+            model, train_loader, optimizer, loss_fn, device=device, scaler=scaler,
+            step_scheduler=scheduler if scheduler_per_step else None, channels_last=channels_last,
+            progress=progress, description=f"epoch {epoch}/{epochs}")
+        if scheduler is not None and not scheduler_per_step:
+            scheduler.step()
+        row = {"epoch": epoch, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - started, "peak_memory_mb": peak_memory_mb(device)}
+        if valid_loader is not None and evaluate is not None:
+            metrics = evaluate(model, valid_loader, device=device)
+            row.update({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+            monitor = monitor or next(k for k, v in metrics.items() if isinstance(v, (int, float)))
+            if _is_better(row[monitor], best_metric, mode):
+                best_metric, best_epoch = row[monitor], epoch
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                if best_path is not None:
+                    best_path.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(best_state, best_path)
+        history.append(row)
+        if log:
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if last_path is not None:
+            last_path.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
+                "history": history, "rng": _rng_state(),
+            }
+            # Write then rename, so a disconnect mid-save never leaves a broken last.pt behind.
+            tmp_path = last_path.with_suffix(".tmp")
+            torch.save(checkpoint, tmp_path)
+            tmp_path.replace(last_path)
+
+    if restore_best and best_epoch is not None:
+        if best_state is None and best_path is not None and best_path.exists():
+            best_state = torch.load(best_path, map_location="cpu", weights_only=True)
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    return {"history": history, "best_metric": best_metric, "best_epoch": best_epoch}
