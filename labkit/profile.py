@@ -1,0 +1,287 @@
+"""How big and how costly is a model: parameters, MACs, bytes, latency, and the course's FoM.
+
+What the numbers mean, and how they relate to the course's own procedure (Cityscapes Task 2):
+
+- **MACs** (multiply-accumulates) of the Conv and Linear layers, counted exactly. The course's
+  tool, thop, also counts MACs but prints them as "FLOPs"; labkit says MACs (1 MAC = 2 FLOPs).
+  thop counts ``ConvTranspose2d`` stride**2 times too high (4x at stride 2): for UNet-64 on a
+  1x3x256x512 input thop 0.1.1 reports 109.476 G against the exact 96.335 G. labkit counts
+  ``in_channels / groups * out_channels * kH * kW * H_in * W_in`` per transposed conv, the same
+  number ``torch.utils.flop_counter.FlopCounterMode`` gives (halved).
+- **Size** in bytes. For a float model it is the course's measure: the sum of
+  ``nelement * element_size`` over ``parameters()`` and ``buffers()``. An eager or FX INT8 model
+  keeps its weights in packed params, which are neither, so that measure reports almost nothing;
+  labkit adds what an INT8 model really stores (see ``model_size_bytes``).
+- **Latency**: median wall time of a forward pass under ``torch.no_grad``.
+
+Example:
+    >>> import torch
+    >>> from labkit.models.unet import UNet
+    >>> model = UNet(base_channels=16)
+    >>> macs = count_macs(model, input_size=(1, 3, 256, 512))
+    >>> size_kb = model_size_bytes(model) / 1024
+    >>> score = fom(macs, size_kb, miou=0.68)   # lower is better
+"""
+from __future__ import annotations
+
+import io
+import math
+import statistics
+import time
+from itertools import chain
+
+import torch
+import torch.ao.nn.quantized as nnq
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+# Layers whose MACs are counted; the quantized ones also cover their fused subclasses
+# (ConvReLU2d, ConvAdd2d, LinearReLU, ...) and dynamic quantized Linear.
+_CONV_TRANSPOSE = (nn.modules.conv._ConvTransposeNd, nnq.ConvTranspose1d, nnq.ConvTranspose2d,
+                   nnq.ConvTranspose3d)
+_CONV = (nn.modules.conv._ConvNd, nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)
+_LINEAR = (nn.Linear, nnq.Linear)
+_QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+_FOM_MIOU_FLOOR = 0.65  # Cityscapes Task 2: FoM = MACs^2 * size_kb^2 / (mIoU - 0.65)
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (``requires_grad`` ones only with ``trainable_only=True``).
+
+    For INT8 models this is not the number of weights: packed weights are not parameters.
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """True when the model holds torch.ao quantized modules (eager or FX ``convert`` output)."""
+    return any(type(m).__module__.startswith(_QUANTIZED_NAMESPACES) for m in model.modules())
+
+
+def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """MACs of one call of a Conv, ConvTranspose or Linear layer (float or quantized); else 0."""
+    if isinstance(module, _CONV_TRANSPOSE):
+        # Every input pixel is multiplied by a whole (out_channels/groups, kH, kW) kernel slice.
+        kernel_slice = (module.out_channels // module.groups) * math.prod(module.kernel_size)
+        return inputs[0].numel() * kernel_slice
+    if isinstance(module, _CONV):
+        # Every output pixel is a dot product over (in_channels/groups, kH, kW).
+        kernel_slice = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return output.numel() * kernel_slice
+    if isinstance(module, _LINEAR):
+        return output.numel() * module.in_features
+    return 0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    tensor = next(chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def count_macs(
+    model: nn.Module,
+    example_input: torch.Tensor | None = None,
+    *,
+    input_size: tuple[int, ...] = (1, 3, 256, 256),
+    method: str = "auto",
+) -> int:
+    """Multiply-accumulates of one forward pass (Conv, ConvTranspose, Linear, matmul layers).
+
+    Bias additions, BatchNorm, activations, pooling and upsampling are not counted; they are a
+    fraction of a percent in CNNs. (The course's Task 2 counts on a (1, 3, 256, 512) input.)
+
+    Args:
+        model: float or INT8 (torch.ao eager / FX) model. It runs once in eval mode.
+        example_input: the input to run; default a zero tensor of ``input_size`` on the
+            model's device.
+        input_size: shape of the default input, (N, C, H, W).
+        method: ``"flop_counter"``: ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2; exact
+            for float models and also sees functional calls (``F.conv2d``, ``x @ w``), but counts 0
+            for quantized ops. ``"hooks"``: forward hooks on Conv*/ConvTranspose*/Linear modules,
+            float and quantized (``torch.ao.nn.quantized`` Conv2d, ConvReLU2d, ConvTranspose2d,
+            Linear, LinearReLU, ...). ``"auto"`` (default): hooks for models with quantized
+            modules, the flop counter otherwise.
+
+    Returns:
+        The number of MACs (an int). thop calls this number "FLOPs".
+
+    To count a large model without computing anything, build it on the meta device:
+    ``with torch.device("meta"): model = UNet()``, then ``count_macs(model)`` (measured: UNet-64
+    48,167,387,136 MACs at 1x3x256x256, 96,334,774,272 at 1x3x256x512).
+
+    Example:
+        >>> count_macs(nn.Conv2d(3, 8, kernel_size=3, padding=1), input_size=(1, 3, 32, 32))
+        221184
+    """
+    if method == "auto":
+        method = "hooks" if is_quantized(model) else "flop_counter"
+    if method not in ("hooks", "flop_counter"):
+        raise ValueError(f"method must be 'auto', 'hooks' or 'flop_counter', got {method!r}")
+    if example_input is None:
+        example_input = torch.zeros(input_size, device=_model_device(model))
+
+    was_training = model.training
+    model.eval()  # BatchNorm in train mode would update its running statistics
+    try:
+        with torch.no_grad():
+            if method == "flop_counter":
+                with FlopCounterMode(display=False) as counter:
+                    model(example_input)
+                return counter.get_total_flops() // 2
+            total = 0
+
+            def add_macs(module, inputs, output):
+                nonlocal total
+                total += _layer_macs(module, inputs, output)
+
+            handles = [m.register_forward_hook(add_macs) for m in model.modules()
+                       if isinstance(m, _CONV_TRANSPOSE + _CONV + _LINEAR)]
+            try:
+                model(example_input)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            return total
+    finally:
+        model.train(was_training)
+
+
+def _stored_tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of a tensor's elements plus, for a quantized tensor, its quantization parameters.
+
+    qparams count as a float32 scale and an int32 zero point: 8 bytes per output channel for
+    per-channel quantization, 8 bytes per tensor otherwise. (torch keeps per-channel scales as
+    float64 and zero points as int64 in memory; 4 + 4 bytes is what a deployed model needs.)
+    """
+    size = tensor.nelement() * tensor.element_size()
+    if tensor.is_quantized:
+        per_channel = tensor.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+        size += 8 * (tensor.q_per_channel_scales().numel() if per_channel else 1)
+    return size
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes a model's weights and constants take; the course's size measure for float models.
+
+    Counted:
+      - every tensor in ``parameters()`` and ``buffers()``: ``nelement * element_size``. For a
+        float model this is all, and equals the course's Task 2 size (divide by 1024 for KB);
+      - INT8 (torch.ao) layers keep weights in packed params, outside ``parameters()``. For each
+        of them (``module._weight_bias()``): the int8 weights (1 byte each), their scales and
+        zero points (8 bytes per channel, or per tensor; see ``_stored_tensor_bytes``), and the
+        float32 bias;
+      - the output scale and zero point (a Python float and int; 8 bytes) that every static
+        quantized module (conv, linear, QFunctional, ...) keeps for its output.
+
+    Example:
+        >>> model_size_bytes(nn.Conv2d(3, 8, kernel_size=3))   # (8*3*3*3 + 8) * 4 bytes
+        896
+    """
+    total = sum(t.nelement() * t.element_size() for t in chain(model.parameters(), model.buffers()))
+    for module in model.modules():
+        if not type(module).__module__.startswith(_QUANTIZED_NAMESPACES):
+            continue
+        if hasattr(module, "_weight_bias"):
+            weight, bias = module._weight_bias()
+            total += _stored_tensor_bytes(weight)
+            total += 0 if bias is None else bias.nelement() * bias.element_size()
+        # Dynamic quantized layers return floats: their scale/zero_point attributes are unused.
+        is_dynamic = ".dynamic." in type(module).__module__
+        if not is_dynamic and isinstance(getattr(module, "scale", None), float):
+            total += 8
+    return total
+
+
+def state_dict_size_bytes(model: nn.Module) -> int:
+    """Size of ``torch.save(model.state_dict())``, i.e. the file a student hands in."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def latency(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> dict:
+    """Wall time of ``model(example_input)`` in eval mode under ``torch.no_grad``.
+
+    The first ``warmup`` calls are not timed (they allocate memory, pick kernels). On CUDA the
+    device is synchronized around each call, so the time covers the computation, not just the
+    kernel launches.
+
+    Args:
+        model: the model, already on the device of ``example_input``.
+        example_input: a batch, e.g. ``torch.randn(1, 3, 256, 512)``.
+        warmup: untimed calls first.
+        repeats: timed calls.
+
+    Returns:
+        ``{"median_ms", "mean_ms", "min_ms", "max_ms", "repeats", "warmup", "device",
+        "threads", "batch_size"}``; report the median, with the device and threads beside it.
+
+    Example:
+        >>> stats = latency(nn.Conv2d(3, 8, 3), torch.randn(1, 3, 64, 64), repeats=5)
+        >>> sorted(stats)[:3]
+        ['batch_size', 'device', 'max_ms']
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    on_cuda = example_input.is_cuda
+
+    def sync():
+        if on_cuda:
+            torch.cuda.synchronize(example_input.device)
+
+    was_training = model.training
+    model.eval()
+    times_ms = []
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                model(example_input)
+            for _ in range(repeats):
+                sync()
+                start = time.perf_counter()
+                model(example_input)
+                sync()
+                times_ms.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        model.train(was_training)
+    return {
+        "median_ms": statistics.median(times_ms),
+        "mean_ms": statistics.fmean(times_ms),
+        "min_ms": min(times_ms),
+        "max_ms": max(times_ms),
+        "repeats": repeats,
+        "warmup": warmup,
+        "device": str(example_input.device),
+        "threads": torch.get_num_threads(),
+        "batch_size": example_input.shape[0],
+    }
+
+
+def fom(macs: float, size_kb: float, miou: float) -> float:
+    """The Cityscapes Task 2 figure of merit: ``macs**2 * size_kb**2 / (miou - 0.65)``; lower wins.
+
+    Args:
+        macs: MACs on a (1, 3, 256, 512) input (what the course's thop prints as "flops").
+        size_kb: model size in KB (``model_size_bytes(model) / 1024``).
+        miou: mean IoU over the 8 categories on the validation split.
+
+    Raises:
+        ValueError: when ``miou <= 0.65``: the FoM is undefined there (division by zero or a
+            negative score). Task 2 also requires mIoU >= 0.66 to pass.
+
+    Example:
+        >>> f"{fom(1953431552, 1522.402, 0.678319):.4g}"    # the TA's example numbers
+        '3.123e+26'
+    """
+    if miou <= _FOM_MIOU_FLOOR:
+        raise ValueError(
+            f"FoM is undefined for mIoU <= {_FOM_MIOU_FLOOR} (got {miou}): it divides by "
+            f"(mIoU - {_FOM_MIOU_FLOOR}); Task 2 needs mIoU >= 0.66"
+        )
+    return float(macs) ** 2 * float(size_kb) ** 2 / (miou - _FOM_MIOU_FLOOR)
