@@ -1,0 +1,74 @@
+"""Grade a binary-segmentation model (Labs 01 and 02) on the Oxford-IIIT Pet test split.
+
+    python checks/check_segmentation.py --path saved_models/unet.pth [--model unet|resnet34_unet]
+        [--data data/oxford-iiit-pet] [--image-size 256] [--device auto] [--json]
+
+The course's tiers: Dice >= 0.90 full marks, >= 0.85 80%, >= 0.80 60%, else 0. Exit code 0 when the
+model earns credit (Dice >= 0.80), 1 below that, 2 for an invalid file, 3 when the dataset is missing.
+The file is read with ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly into
+the network labkit builds (widths read from the file's weight shapes).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from torch.utils.data import DataLoader  # noqa: E402
+
+from labkit.data import pets  # noqa: E402
+from labkit.evaluate import evaluate_segmentation  # noqa: E402
+from labkit.grading import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
+from labkit.models.registry import SEGMENTATION_MODELS, build_model, infer_kwargs  # noqa: E402
+
+TIERS = ((0.90, 1.0, "full marks"), (0.85, 0.8, "80% of the marks"), (0.80, 0.6, "60% of the marks"))
+DEFAULT_DATA = "data/oxford-iiit-pet"
+
+
+def credit_for(dice: float) -> tuple[float, str]:
+    """The course's credit fraction and its name for a test Dice."""
+    for threshold, credit, name in TIERS:
+        if dice >= threshold:
+            return credit, name
+    return 0.0, "no marks (Dice below 0.80)"
+
+
+def build_parser():
+    parser = common_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", default="unet", choices=SEGMENTATION_MODELS)
+    parser.add_argument("--image-size", type=int, default=256, help="evaluate at this square size")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.set_defaults(data=DEFAULT_DATA)
+    return parser
+
+
+def evaluate_submission(args) -> CheckResult:
+    notes: list[str] = []
+    state = load_state_dict_file(args.path, notes=notes)
+    kwargs = infer_kwargs(args.model, state)
+    if not kwargs:
+        raise SubmissionError(f"this file does not look like a labkit {args.model} state_dict "
+                              f"(first keys: {sorted(state)[:4]}); pick the right --model")
+    if kwargs.get("classes") != 1:
+        raise SubmissionError(f"the model has {kwargs.get('classes')} output channels; the binary task "
+                              "uses ONE logit channel (classes=1, logit > 0 is the pet)")
+    model = load_into(build_model(args.model, **kwargs), state)
+    test_set = pets.OxfordIIITPet(args.data, "test", image_size=args.image_size)
+    loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
+    dice = evaluate_segmentation(model, loader, device=args.device)["dice"]
+    credit, tier = credit_for(dice)
+    message = (f"Model: {args.model} {kwargs}\n"
+               f"Dice on the test split ({len(test_set)} images, {args.image_size}x{args.image_size}): "
+               f"{dice:.4f} -> {tier}")
+    return CheckResult("segmentation", credit > 0, message, notes=notes,
+                       metrics={"dice": dice, "credit": credit, "test_images": len(test_set)})
+
+
+def main(argv=None) -> int:
+    return run_check("segmentation", build_parser(), evaluate_submission, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Shared fixtures: the real-sample location and a small UNet trained on the Pet fixture."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_sample(name: str) -> Path:
+    """A real-data sample from ``../shared/data``; skips the test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present (real samples live in ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pets_fixture_root(tmp_path_factory) -> Path:
+    from labkit.data import pets
+    return pets.make_fixture(tmp_path_factory.mktemp("pets") / "oxford-iiit-pet", n_trainval=60, n_test=20)
+
+
+@pytest.fixture(scope="session")
+def trained_unet(pets_fixture_root, tmp_path_factory) -> dict:
+    """A tiny UNet trained for a few epochs on the fixture at 64 px, saved as a state_dict."""
+    from labkit.data import pets
+    from labkit.evaluate import evaluate_segmentation
+    from labkit.io import save_state_dict
+    from labkit.losses import BCEDiceLoss
+    from labkit.models.unet import UNet
+    from labkit.train import fit
+
+    train_set = pets.OxfordIIITPet(pets_fixture_root, "train", image_size=64, cache=True)
+    test_set = pets.OxfordIIITPet(pets_fixture_root, "test", image_size=64, cache=True)
+    model = UNet(base_channels=8, depth=3)
+    fit(model, DataLoader(train_set, batch_size=8, shuffle=True), loss_fn=BCEDiceLoss(), epochs=8,
+        lr=3e-3, device="cpu", seed=0, progress=False, log=None)
+    test_dice = evaluate_segmentation(model, DataLoader(test_set, batch_size=8), device="cpu")["dice"]
+    path = save_state_dict(model, tmp_path_factory.mktemp("model") / "unet.pth")
+    return {"path": path, "model": model, "test_dice": test_dice, "data": pets_fixture_root}
+
+
+@pytest.fixture
+def tiny_loader():
+    """A learnable toy classification set: the label is the sign of the first feature."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(64, 4, generator=generator)
+    labels = (inputs[:, 0] > 0).long()
+    return DataLoader(torch.utils.data.TensorDataset(inputs, labels), batch_size=16, shuffle=True)

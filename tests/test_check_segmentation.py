@@ -1,0 +1,65 @@
+"""check_segmentation.py: verdicts, exit codes and messages, run as a TA runs it (a subprocess)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from labkit.io import save_state_dict
+from labkit.models.unet import UNet
+from tests.conftest import REPO_ROOT
+
+CHECK = REPO_ROOT / "checks" / "check_segmentation.py"
+
+
+def run_check(*args):
+    completed = subprocess.run([sys.executable, str(CHECK), *map(str, args)], capture_output=True,
+                               text=True, timeout=300)
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def test_trained_fixture_model_passes_with_the_notebooks_dice(trained_unet):
+    code, output = run_check("--path", trained_unet["path"], "--data", trained_unet["data"],
+                             "--image-size", 64, "--json")
+    verdict = json.loads(output.splitlines()[-1])
+    assert code == 0 and verdict["passed"] is True
+    assert verdict["metrics"]["dice"] == pytest.approx(trained_unet["test_dice"], abs=1e-6)
+    assert verdict["versions"]["torch"] == torch.__version__
+
+
+def test_untrained_model_is_below_the_goal(pets_fixture_root, tmp_path):
+    torch.manual_seed(0)
+    path = save_state_dict(UNet(base_channels=4, depth=2), tmp_path / "random.pth")
+    code, output = run_check("--path", path, "--data", pets_fixture_root, "--image-size", 64)
+    assert code == 1
+    assert "no marks (Dice below 0.80)" in output
+
+
+def test_missing_file_is_an_invalid_submission(pets_fixture_root, tmp_path):
+    code, output = run_check("--path", tmp_path / "absent.pth", "--data", pets_fixture_root)
+    assert code == 2 and "not found" in output
+
+
+def test_file_that_is_not_a_state_dict_is_an_invalid_submission(pets_fixture_root, tmp_path):
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    code, output = run_check("--path", tmp_path / "list.pth", "--data", pets_fixture_root)
+    assert code == 2 and "not a state_dict" in output
+
+
+def test_wrong_architecture_names_the_right_option(trained_unet):
+    code, output = run_check("--path", trained_unet["path"], "--model", "resnet34_unet",
+                             "--data", trained_unet["data"])
+    assert code == 2 and "--model" in output
+
+
+def test_missing_dataset_is_an_environment_problem(trained_unet, tmp_path):
+    code, output = run_check("--path", trained_unet["path"], "--data", tmp_path / "no-data")
+    assert code == 3 and "images.tar.gz" in output
+
+
+@pytest.mark.parametrize("dice, credit", [(0.95, 1.0), (0.90, 1.0), (0.87, 0.8), (0.80, 0.6), (0.79, 0.0)])
+def test_course_tiers(dice, credit):
+    sys.path.insert(0, str(CHECK.parent))
+    from check_segmentation import credit_for
+    assert credit_for(dice)[0] == credit

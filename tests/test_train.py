@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from labkit.evaluate import evaluate_classification
+from labkit.metrics import dice_score
+from labkit.train import fit
+
+
+def _fit(model, loader, checkpoint_dir, epochs, **kwargs):
+    return fit(model, loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=epochs,
+               optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+               valid_loader=loader, evaluate=evaluate_classification, device="cpu",
+               checkpoint_dir=checkpoint_dir, progress=False, log=None, **kwargs)
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_loader, tmp_path):
+    torch.manual_seed(0)
+    straight = torch.nn.Linear(4, 2)
+    interrupted = torch.nn.Linear(4, 2)
+    interrupted.load_state_dict(straight.state_dict())
+
+    full = _fit(straight, tiny_loader, tmp_path / "a", epochs=4, seed=1, restore_best=False)
+    _fit(interrupted, tiny_loader, tmp_path / "b", epochs=2, seed=1, restore_best=False)
+    fresh = torch.nn.Linear(4, 2)  # a new process after a disconnect: weights come from last.pt
+    resumed = _fit(fresh, tiny_loader, tmp_path / "b", epochs=4, resume=True, restore_best=False)
+
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3, 4]
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
+    assert resumed["history"][-1]["train_loss"] == pytest.approx(full["history"][-1]["train_loss"])
+
+
+def test_best_checkpoint_holds_the_best_epochs_weights(tiny_loader, tmp_path):
+    model = torch.nn.Linear(4, 2)
+    result = _fit(model, tiny_loader, tmp_path, epochs=3, seed=0)
+    accuracies = [row["accuracy"] for row in result["history"]]
+    assert result["best_metric"] == max(accuracies)
+    assert result["best_epoch"] == accuracies.index(max(accuracies)) + 1
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    for key, value in model.state_dict().items():  # restore_best=True put them back in the model
+        torch.testing.assert_close(best[key], value)
+
+
+def test_history_rows_carry_loss_time_and_metrics(tiny_loader):
+    result = fit(torch.nn.Linear(4, 2), tiny_loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=1,
+                 valid_loader=tiny_loader, evaluate=evaluate_classification, device="cpu",
+                 progress=False, log=None)
+    row = result["history"][0]
+    assert {"epoch", "train_loss", "lr", "seconds", "peak_memory_mb", "accuracy"} <= set(row)
+    assert math.isfinite(row["train_loss"]) and row["seconds"] > 0
+
+
+def test_a_diverging_loss_stops_training_with_a_clear_error(tiny_loader):
+    def nan_loss(outputs, targets):
+        return outputs.sum() * float("nan")
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        fit(torch.nn.Linear(4, 2), tiny_loader, loss_fn=nan_loss, epochs=1, device="cpu",
+            progress=False, log=None)
+
+
+def test_short_training_on_the_pet_fixture_beats_both_trivial_baselines(trained_unet):
+    from labkit.data import pets
+    test_set = pets.OxfordIIITPet(trained_unet["data"], "test", image_size=64, cache=True)
+    masks = torch.cat([mask for _, mask in DataLoader(test_set, batch_size=20)])
+    all_pet = dice_score(torch.ones_like(masks), masks).item()
+    all_background = dice_score(torch.zeros_like(masks), masks).item()
+    assert all_background == 0.0
+    assert trained_unet["test_dice"] > max(0.6, all_pet + 0.1)
