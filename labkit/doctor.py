@@ -1,0 +1,149 @@
+"""``python -m labkit doctor``: what this machine has, what each lab can run, and known traps.
+
+Every finding is one line: ``ok``, ``warn`` (works, but read the fix) or ``fail`` (a lab cannot run),
+each problem with the command that fixes it. Runs offline; exits 1 only when something fails.
+
+Example:
+    >>> findings = diagnose(data_root="data")
+    >>> {finding.level for finding in findings} <= {"ok", "warn", "fail"}
+    True
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Finding:
+    level: str      # "ok", "warn" or "fail"
+    topic: str
+    detail: str
+    fix: str = ""
+
+
+def _versions() -> list[Finding]:
+    findings = [Finding("ok" if sys.version_info >= (3, 10) else "fail", "python",
+                        f"Python {platform.python_version()} at {sys.executable}",
+                        "" if sys.version_info >= (3, 10) else "install Python 3.10 or newer")]
+    try:
+        import torch
+        import torchvision
+    except ImportError as error:
+        return findings + [Finding("fail", "torch", f"cannot import torch/torchvision: {error}",
+                                   "run `make setup` (pins torch==2.14.1, torchvision==0.29.1)")]
+    findings.append(Finding("ok", "torch", f"torch {torch.__version__}, torchvision {torchvision.__version__}"))
+    try:
+        # A torchvision built for another torch imports, then fails at its first compiled op.
+        torch.ops.torchvision.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
+    except (RuntimeError, AttributeError) as error:
+        findings.append(Finding("fail", "torch/torchvision", f"torchvision does not match torch ({error})",
+                                "reinstall the pair together: pip install -c constraints.txt torch torchvision "
+                                "(on Colab: pip install torchvision matching the preinstalled torch)"))
+    return findings
+
+
+def _accelerator() -> list[Finding]:
+    import torch
+    if not torch.cuda.is_available():
+        return [Finding("ok", "device", "no CUDA GPU: SMOKE mode and the CPU recipes run here; the FULL "
+                        "recipes are GPU recipes")]
+    free, total = torch.cuda.mem_get_info()
+    return [Finding("ok", "device", f"CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}, "
+                    f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free")]
+
+
+def _kernel() -> list[Finding]:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    except ImportError:
+        return [Finding("warn", "kernel", "jupyter_client not installed: notebooks cannot run headless",
+                        "pip install -e '.[dev]' (or make setup)")]
+    try:
+        spec = KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        return [Finding("fail", "kernel", "no 'python3' kernel: papermill and nbval cannot start notebooks",
+                        f"{sys.executable} -m ipykernel install --sys-prefix --name python3")]
+    python = spec.argv[0]
+    if python not in ("python", "python3", sys.executable):
+        return [Finding("warn", "kernel", f"kernel 'python3' runs {python}, not this interpreter",
+                        f"{sys.executable} -m ipykernel install --sys-prefix --name python3")]
+    return [Finding("ok", "kernel", f"kernel 'python3' -> {python}")]
+
+
+def _traps() -> list[Finding]:
+    import torch
+    findings = []
+    if os.environ.get("NO_ALBUMENTATIONS_UPDATE") != "1":
+        findings.append(Finding("warn", "albumentations", "albumentations checks PyPI for updates at import "
+                                "(slow or hanging offline)", "export NO_ALBUMENTATIONS_UPDATE=1 (make does this)"))
+    else:
+        findings.append(Finding("ok", "albumentations", "update check disabled"))
+    engines = torch.backends.quantized.supported_engines
+    usable = [engine for engine in ("x86", "fbgemm", "qnnpack") if engine in engines]
+    if usable:
+        findings.append(Finding("ok", "quantization", f"engines {usable}, current "
+                                f"{torch.backends.quantized.engine!r} (labs 04/05 use x86 or fbgemm)"))
+    else:
+        findings.append(Finding("fail", "quantization", f"no usable quantized engine in {engines}",
+                                "use an x86-64 or ARM build of torch from PyPI"))
+    return findings
+
+
+DATASETS = {  # lab -> (folder under the data root, files that prove the layout)
+    "01/02 Oxford-IIIT Pet": ("oxford-iiit-pet", ("annotations/trainval.txt", "annotations/test.txt")),
+    "03/04 CIFAR-10": ("cifar10", ("cifar-10-batches-py/test_batch", "test")),
+    "05 Cityscapes": ("cityscapes", ("leftImg8bit", "validation/image")),
+}
+
+
+def _datasets(data_root: Path) -> list[Finding]:
+    findings = []
+    for lab, (folder, markers) in DATASETS.items():
+        root = data_root / folder
+        if any((root / marker).exists() for marker in markers):
+            findings.append(Finding("ok", "data", f"{lab}: found at {root}"))
+        else:
+            findings.append(Finding("warn", "data", f"{lab}: not at {root} (SMOKE mode still works)",
+                                    "see data/README.md for how to get it"))
+    usage = shutil.disk_usage(data_root if data_root.exists() else Path.cwd())
+    level = "ok" if usage.free > 10 * 2**30 else "warn"
+    findings.append(Finding(level, "disk", f"{usage.free / 2**30:.1f} GiB free",
+                            "" if level == "ok" else "the datasets and caches need ~10 GiB; free some space"))
+    return findings
+
+
+def diagnose(*, data_root: str | Path = "data") -> list[Finding]:
+    """All findings, in the order they are printed."""
+    findings = _versions()
+    if any(f.level == "fail" and f.topic == "torch" for f in findings):
+        return findings
+    importlib.import_module("torch")
+    return findings + _accelerator() + _kernel() + _traps() + _datasets(Path(data_root))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit doctor", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data", help="the folder holding the datasets")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    findings = diagnose(data_root=args.data)
+    if args.json:
+        print(json.dumps([asdict(finding) for finding in findings], indent=2))
+    else:
+        for finding in findings:
+            print(f"[{finding.level:4}] {finding.topic}: {finding.detail}")
+            if finding.fix:
+                print(f"       fix: {finding.fix}")
+    return 1 if any(finding.level == "fail" for finding in findings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

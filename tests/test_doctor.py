@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import torch
+
+from labkit import doctor
+
+
+def test_doctor_runs_offline_and_exits_zero_here(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "labkit.doctor", "--data", str(tmp_path)],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "torch " + torch.__version__ in completed.stdout
+    assert "Oxford-IIIT Pet: not at" in completed.stdout
+
+
+def test_a_torchvision_built_for_another_torch_is_a_failure_with_a_fix(monkeypatch):
+    def missing_operator(*args):
+        raise RuntimeError("operator torchvision::nms does not exist")
+    monkeypatch.setattr(torch.ops.torchvision, "nms", missing_operator)
+    findings = doctor._versions()
+    failure = next(f for f in findings if f.level == "fail")
+    assert "does not match" in failure.detail and "constraints.txt" in failure.fix
+
+
+def test_a_missing_kernel_tells_how_to_install_it(monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def no_kernel(self, name):
+        raise NoSuchKernel(name)
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", no_kernel)
+    [finding] = doctor._kernel()
+    assert finding.level == "fail" and "ipykernel install" in finding.fix
+
+
+def test_albumentations_update_check_is_flagged_when_not_disabled(monkeypatch):
+    monkeypatch.delenv("NO_ALBUMENTATIONS_UPDATE", raising=False)
+    finding = next(f for f in doctor._traps() if f.topic == "albumentations")
+    assert finding.level == "warn" and "NO_ALBUMENTATIONS_UPDATE=1" in finding.fix
+
+
+def test_a_present_dataset_is_reported_for_its_lab(tmp_path):
+    (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
+    (tmp_path / "oxford-iiit-pet" / "annotations" / "trainval.txt").write_text("a 1 1 1\n")
+    findings = doctor._datasets(tmp_path)
+    assert any(f.level == "ok" and "Oxford-IIIT Pet: found" in f.detail for f in findings)
