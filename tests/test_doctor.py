@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 
 from labkit import doctor
 
