@@ -1,0 +1,173 @@
+"""``python -m labkit release --out dist/student``: the student edition of the kit.
+
+The TA keeps ONE source with solutions. What students implement sits between nbgrader-compatible
+markers, in notebooks and in the labkit files students edit::
+
+    def dice_score(...):
+        ### BEGIN SOLUTION
+        ... the reference implementation ...
+        ### END SOLUTION
+
+The release copies the kit, replaces every solution block with a TODO comment and
+``raise NotImplementedError(...)`` naming what to implement, deletes ``### BEGIN/END HIDDEN TESTS``
+blocks, strips notebook outputs, leaves out TA-only paths (tests, CI, this tool), keeps ``checks/``,
+and finally scans the result: a marker, a solution line or a hidden path left behind fails the build.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+SHIPPED = ("README.md", "environment.yml", "pyproject.toml", "constraints.txt", "Makefile", ".gitignore",
+           "labkit", "checks", "notebooks", "data/README.md", "benchmarks")
+HIDDEN_PATHS = ("tests", ".ci", "labkit/release.py")
+SKIPPED_NAMES = ("__pycache__", ".ipynb_checkpoints", "runs", "saved_models")
+DEFINITION = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
+
+
+class LeakError(RuntimeError):
+    """The student edition still contains something that must not ship."""
+
+
+@dataclass
+class Release:
+    """What a release did: the solution lines it removed (for the leak scan) and the stub count."""
+    solution_lines: set = field(default_factory=set)
+    public_lines: set = field(default_factory=set)  # kept lines: not secret even if a solution has them
+    stubs: int = 0
+
+    def secret_lines(self) -> set:
+        return self.solution_lines - self.public_lines
+
+
+def _enclosing_name(lines: list[str], index: int, indent: int) -> str:
+    """The ``def``/``class`` a solution block sits in, for the TODO message."""
+    for line in reversed(lines[:index]):
+        match = DEFINITION.match(line)
+        if match and len(match[1]) < indent:
+            return f"{match[3]}" + ("()" if match[2] == "def" else "")
+    return "this block"
+
+
+def strip_solutions(source: str, release: Release, *, where: str) -> str:
+    """Replace solution blocks with a TODO stub and drop hidden-test blocks in one source text."""
+    lines = source.splitlines()
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        stripped = line.strip()
+        if stripped.startswith((BEGIN_SOLUTION, BEGIN_HIDDEN)):
+            end = END_SOLUTION if stripped.startswith(BEGIN_SOLUTION) else END_HIDDEN
+            close = next((j for j in range(index + 1, len(lines)) if lines[j].strip().startswith(end)), None)
+            if close is None:
+                raise ValueError(f"{where}:{index + 1}: '{stripped}' has no matching '{end}'")
+            block = lines[index + 1:close]
+            if end == END_SOLUTION:
+                release.solution_lines.update(b.strip() for b in block if len(b.strip()) >= 12)
+                indent = len(line) - len(line.lstrip())
+                name = _enclosing_name(lines, index, indent)
+                pad = line[:indent]
+                out += [f"{pad}# TODO: implement {name} (see the lab notebook for what it must do)",
+                        f'{pad}raise NotImplementedError("TODO: implement {name}")']
+                release.stubs += 1
+            index = close + 1
+            continue
+        if stripped.startswith((END_SOLUTION, END_HIDDEN)):
+            raise ValueError(f"{where}:{index + 1}: '{stripped}' without a matching BEGIN")
+        out.append(line)
+        release.public_lines.add(stripped)
+        index += 1
+    return "\n".join(out) + ("\n" if source.endswith("\n") else "")
+
+
+def release_notebook(path: Path, target: Path, release: Release) -> None:
+    """Strip solutions in code cells and every output; keep tags (the parameters cell)."""
+    notebook = json.loads(path.read_text())
+    for cell in notebook.get("cells", []):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code":
+            cell["source"] = strip_solutions(source, release, where=str(path))
+            cell["outputs"], cell["execution_count"] = [], None
+    target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+def _files(source_root: Path):
+    for entry in SHIPPED:
+        path = source_root / entry
+        candidates = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
+        for file in candidates:
+            relative = file.relative_to(source_root)
+            if file.is_dir() or any(part in SKIPPED_NAMES for part in relative.parts):
+                continue
+            if any(relative.as_posix() == hidden or relative.as_posix().startswith(hidden + "/")
+                   for hidden in HIDDEN_PATHS):
+                continue
+            yield file, relative
+
+
+def build_student_edition(source_root: Path, out: Path) -> Release:
+    """Write the student edition of ``source_root`` to ``out`` (replaced), then leak-scan it."""
+    if out.resolve() == source_root.resolve() or source_root.resolve() in out.resolve().parents and \
+            out.resolve().relative_to(source_root.resolve()).parts[0] in SHIPPED:
+        raise ValueError(f"--out {out} would overwrite the source kit; choose e.g. dist/student")
+    if out.exists():
+        shutil.rmtree(out)
+    release = Release()
+    for file, relative in _files(source_root):
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if file.suffix == ".ipynb":
+            release_notebook(file, target, release)
+        elif file.suffix == ".py":
+            target.write_text(strip_solutions(file.read_text(), release, where=str(relative)))
+        else:
+            shutil.copy2(file, target)
+    scan_for_leaks(out, release.secret_lines())
+    return release
+
+
+def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
+    """Fail when a marker, a removed solution line, or a TA-only path is found in ``out``."""
+    problems = [f"{hidden} is TA-only" for hidden in HIDDEN_PATHS if (out / hidden).exists()]
+    for file in sorted(out.rglob("*")):
+        if not file.is_file() or file.suffix not in (".py", ".ipynb", ".md", ".txt", ".yml", ".toml", ""):
+            continue
+        text = file.read_text(errors="replace")
+        if file.suffix == ".ipynb":
+            text = "\n".join("".join(cell["source"]) for cell in json.loads(text).get("cells", []))
+        lines = {line.strip() for line in text.splitlines()}
+        for marker in MARKERS:
+            if marker in text:
+                problems.append(f"{file.relative_to(out)}: marker '{marker}'")
+        for leaked in sorted(lines & solution_lines)[:3]:
+            problems.append(f"{file.relative_to(out)}: solution line '{leaked[:60]}'")
+    if problems:
+        raise LeakError("student edition leaks:\n  " + "\n  ".join(problems))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit release", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("dist/student"))
+    parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[1])
+    args = parser.parse_args(argv)
+    try:
+        release = build_student_edition(args.source, args.out)
+    except (LeakError, ValueError) as error:
+        print(f"release failed: {error}", file=sys.stderr)
+        return 1
+    print(f"student edition in {args.out}: {release.stubs} solution blocks replaced by TODO stubs; "
+          "leak scan clean")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The student edition: solution blocks become TODO stubs, hidden tests vanish, leaks fail the build."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+
+from labkit.release import LeakError, Release, build_student_edition, scan_for_leaks, strip_solutions
+from tests.conftest import REPO_ROOT
+
+SOURCE = textwrap.dedent('''
+    def dice(prediction, target):
+        """Per-image Dice."""
+        ### BEGIN SOLUTION
+        intersection = (prediction * target).sum()
+        return 2 * intersection / (prediction.sum() + target.sum())
+        ### END SOLUTION
+
+    ### BEGIN HIDDEN TESTS
+    assert dice_secret_check()
+    ### END HIDDEN TESTS
+''')
+
+
+def test_solution_block_becomes_a_stub_naming_the_function():
+    release = Release()
+    student = strip_solutions(SOURCE, release, where="x.py")
+    assert 'raise NotImplementedError("TODO: implement dice()")' in student
+    assert "intersection" not in student and "dice_secret_check" not in student
+    assert release.stubs == 1
+    namespace = {}
+    exec(student, namespace)
+    with pytest.raises(NotImplementedError, match="dice"):
+        namespace["dice"](1, 1)
+
+
+def test_unbalanced_markers_are_an_error():
+    with pytest.raises(ValueError, match="no matching"):
+        strip_solutions("### BEGIN SOLUTION\nx = 1\n", Release(), where="x.py")
+
+
+def make_kit(root):
+    (root / "labkit").mkdir(parents=True)
+    (root / "labkit" / "metrics.py").write_text(SOURCE)
+    (root / "checks").mkdir()
+    (root / "checks" / "check_x.py").write_text("print('check')\n")
+    (root / "tests").mkdir()
+    (root / "tests" / "test_secret.py").write_text("def test(): pass\n")
+    (root / "notebooks").mkdir()
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\nanswer = 42 * secret_factor\n### END SOLUTION")
+    cell.outputs = [nbformat.v4.new_output("stream", text="42\n")]
+    notebook.cells = [cell]
+    nbformat.write(notebook, root / "notebooks" / "01.ipynb")
+
+
+def test_student_edition_keeps_checks_and_drops_tests_outputs_and_solutions(tmp_path):
+    make_kit(tmp_path / "kit")
+    release = build_student_edition(tmp_path / "kit", tmp_path / "student")
+    student = tmp_path / "student"
+    assert (student / "checks" / "check_x.py").exists() and not (student / "tests").exists()
+    cell = json.loads((student / "notebooks" / "01.ipynb").read_text())["cells"][0]
+    assert cell["outputs"] == [] and "secret_factor" not in "".join(cell["source"])
+    assert release.stubs == 2
+
+
+def test_leak_scan_catches_a_planted_solution_line(tmp_path):
+    make_kit(tmp_path / "kit")
+    release = build_student_edition(tmp_path / "kit", tmp_path / "student")
+    planted = tmp_path / "student" / "labkit" / "helpers.py"
+    planted.write_text("return 2 * intersection / (prediction.sum() + target.sum())\n")
+    with pytest.raises(LeakError, match="solution line"):
+        scan_for_leaks(tmp_path / "student", release.secret_lines())
+    planted.write_text("# ### BEGIN SOLUTION left behind\n")
+    with pytest.raises(LeakError, match="marker"):
+        scan_for_leaks(tmp_path / "student", release.secret_lines())
+
+
+def test_release_of_this_repository_is_clean(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "labkit.release", "--source", str(REPO_ROOT),
+                                "--out", str(tmp_path / "student")], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert not (tmp_path / "student" / "tests").exists()
+    assert (tmp_path / "student" / "checks" / "check_segmentation.py").exists()
