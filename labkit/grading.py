@@ -57,8 +57,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def report(result: CheckResult, *, as_json: bool = False, stream=sys.stdout) -> int:
+def report(result: CheckResult, *, as_json: bool = False, stream=None) -> int:
     """Print the verdict (text or one JSON object) and return the exit code."""
+    stream = stream or sys.stdout  # looked up now, so redirected/captured stdout is honoured
     if as_json:
         payload = asdict(result) | {"versions": versions()}
         print(json.dumps(payload, default=float), file=stream)

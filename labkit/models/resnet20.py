@@ -5,16 +5,41 @@ The layout (and so every key) matches the public ``chenyaofo/pytorch-cifar-model
 ``conv1.weight``, ``bn1.*``, ``layer{1,2,3}.{0,1,2}.{conv1,bn1,conv2,bn2}.*``,
 ``layer{2,3}.0.downsample.{0,1}.*``, ``fc.weight``, ``fc.bias``.
 
+``load_pretrained()`` fetches that model (92.60% test accuracy, published by its author) or reads a
+local copy; ``train_baseline`` is the recipe for training one yourself with ``labkit.train``.
+
 Example:
     >>> import torch
     >>> model = resnet20()
     >>> model(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
+    >>> sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    270896
 """
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
 import torch
 from torch import nn
+
+from labkit.data.download import ChecksumError, download_url
+from labkit.io import load_into, load_state_dict_file
+
+# The course's pretrained model. As with torch.hub, the 8 hex digits in the file name are the start of
+# the file's SHA-256, and a download is accepted only if they match.
+DEFAULT_URL = ("https://github.com/chenyaofo/pytorch-cifar-models/releases/download/resnet/"
+               "cifar10_resnet20-4118986f.pt")
+PUBLISHED_ACCURACY = 92.60  # % on the CIFAR-10 test set, from the chenyaofo/pytorch-cifar-models README
+CONV_LINEAR_WEIGHTS = 270_896  # the weights the course's sparsity counts (conv + linear, no bias/BN)
+
+# Baseline training from scratch (SGD + cosine, the usual CIFAR ResNet recipe), meant to reach >= 92%
+# test accuracy on a GPU. Not measured by labkit: no GPU with CIFAR-10 was available when it was written.
+BASELINE_RECIPE = {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+                   "weight_decay": 5e-4, "nesterov": True}
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -93,3 +118,82 @@ class CifarResNet(nn.Module):
 def resnet20(num_classes: int = 10) -> CifarResNet:
     """The course's ResNet-20 (0.27 M weights in conv and linear layers)."""
     return CifarResNet((3, 3, 3), num_classes=num_classes)
+
+
+def _hash_prefix(file_name: str) -> str | None:
+    """``"cifar10_resnet20-4118986f.pt"`` -> ``"4118986f"`` (torch.hub's naming rule), else None."""
+    match = re.search(r"-([a-f0-9]{6,})\.", file_name)
+    return match.group(1) if match else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded weights go: torch.hub's checkpoint folder, so a copy torch.hub fetched is reused."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_pretrained(path_or_url: str | Path = DEFAULT_URL, *, model: CifarResNet | None = None,
+                    cache_dir: str | Path | None = None, progress: bool = True) -> CifarResNet:
+    """ResNet-20 with pretrained weights from a local file or a URL (default: the course's model).
+
+    A URL is downloaded once into ``cache_dir`` (default: torch.hub's checkpoint folder) and its
+    SHA-256 is checked against the prefix in the file name. ``LABKIT_MIRROR`` may point at a folder
+    or server holding the file. Either way the weights are read safely (``weights_only=True``, on
+    the CPU) and loaded strictly into ``model`` (a fresh ``resnet20()`` when None).
+
+    Raises ``labkit.data.download.DatasetNotFoundError`` offline (the message says where to put the
+    file), ``ChecksumError`` for a file with the wrong hash, ``labkit.io.SubmissionError`` for a file
+    that is not a ResNet-20 state_dict.
+
+    Example::
+
+        model = load_pretrained()                        # download (or reuse) the course's model
+        model = load_pretrained("cifar10_resnet20-4118986f.pt")   # a copy you put there by hand
+    """
+    text = str(path_or_url)
+    if "://" in text:
+        file_name = Path(urlparse(text).path).name
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = cache_dir / file_name
+        hint = (f"The pretrained ResNet-20 could not be fetched. Download {text} on a machine with "
+                f"internet access and put it at {path} (or anywhere, then call "
+                f"load_pretrained('path/to/{file_name}')), or set LABKIT_MIRROR to a folder holding it.")
+        download_url(text, path, progress=progress, hint=hint)
+        expected = _hash_prefix(file_name)
+        if expected is not None and not _sha256(path).startswith(expected):
+            path.unlink()
+            raise ChecksumError(f"{file_name}: SHA-256 does not start with {expected}, so it is not the "
+                                f"published file (corrupt or replaced); deleted it. Fetch {text} again.")
+    else:
+        path = Path(path_or_url)
+    model = model if model is not None else resnet20()
+    return load_into(model, load_state_dict_file(path))
+
+
+def train_baseline(model: nn.Module, train_loader, *, valid_loader=None, epochs: int = 200,
+                   lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
+                   nesterov: bool = True, device="auto", checkpoint_dir=None, resume: bool = False,
+                   progress: bool = True, log=print) -> dict:
+    """Train ``model`` from scratch with ``BASELINE_RECIPE`` (SGD with momentum, cosine learning rate).
+
+    Returns ``labkit.train.fit``'s result (history, best accuracy on ``valid_loader``). Resumable:
+    pass ``checkpoint_dir`` and ``resume=True`` after a disconnect.
+    """
+    from labkit.evaluate import evaluate_classification
+    from labkit.train import fit  # imported here: models sit below the training loop in labkit
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                weight_decay=weight_decay, nesterov=nesterov)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
+    return fit(model, train_loader, loss_fn=nn.CrossEntropyLoss(), epochs=epochs, optimizer=optimizer,
+               scheduler=scheduler, scheduler_per_step=True, valid_loader=valid_loader,
+               evaluate=evaluate_classification if valid_loader is not None else None,
+               monitor="accuracy", device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+               progress=progress, log=log)

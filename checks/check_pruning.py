@@ -1,0 +1,88 @@
+"""Check a pruned ResNet-20 (Lab 03): test accuracy >= 90.0% and sparsity >= 50.0%.
+
+    python checks/check_pruning.py --path 123_pruning.pt [--data data/cifar10] [--device auto] [--json]
+
+Prints the course's messages ("Congratulations! ..." / "Oops! Something is wrong!" + the reason),
+then a specific hint. ``--data`` (default: ``data/cifar10`` in the repository) may hold the official
+``cifar-10-batches-py`` folder or image folders ``test/<class>/*.png``. The file is read with
+``weights_only=True, map_location="cpu"`` and loaded strictly into labkit's ResNet-20; accuracy is
+computed on the test set (batch 128, no shuffling, the course's normalisation) and sparsity as zeros /
+total over every Conv2d and Linear weight. Exit codes: 0 passed, 1 below a goal, 2 invalid file,
+3 dataset missing.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from labkit.data.cifar10 import CIFAR10
+from labkit.evaluate import evaluate_classification
+from labkit.grading import CheckResult, common_parser, run_check
+from labkit.io import SubmissionError, load_into, load_state_dict_file
+from labkit.models.resnet20 import resnet20
+from labkit.prune import course_sparsity
+
+TASK = "pruning"
+ACCURACY_GOAL = 90.0  # %, the course compares with a strict "<"
+SPARSITY_GOAL = 50.0  # %
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "cifar10"
+OFFICIAL_TEST_SIZE = 10_000
+
+LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exist or your file isn't "
+               "a state_dict.")
+WRONG_ARCHITECTURE = ("Your model's architecture seems to be wrong! Have you removed pruning mask "
+                      "before saving?")
+
+
+def build_parser():
+    parser = common_parser(__doc__.splitlines()[0])
+    parser.set_defaults(data=str(DEFAULT_DATA))
+    return parser
+
+
+def evaluate_submission(args) -> CheckResult:
+    notes: list[str] = []
+    try:
+        state_dict = load_state_dict_file(args.path, notes=notes)
+    except SubmissionError as error:
+        raise SubmissionError(f"{LOAD_FAILED}\nhint: {error}") from error
+    try:
+        model = load_into(resnet20(), state_dict)
+    except SubmissionError as error:
+        raise SubmissionError(f"{WRONG_ARCHITECTURE}\nhint: {error}") from error
+
+    test_set = CIFAR10(args.data, "test")
+    loader = DataLoader(test_set, batch_size=128, shuffle=False)
+    accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
+    sparsity = course_sparsity(model)
+    if len(test_set) != OFFICIAL_TEST_SIZE:
+        notes.append(f"evaluated on {len(test_set)} images from {args.data}; the official test set "
+                     f"has {OFFICIAL_TEST_SIZE}, so this is not the graded number")
+    metrics = {"accuracy": accuracy, "sparsity": sparsity, "test_images": len(test_set)}
+
+    problems, hints = [], []
+    if accuracy < ACCURACY_GOAL:
+        problems.append(f"Your test accuracy is {accuracy:.2f}%, which is too low!")
+        hints.append(f"hint: the goal is {ACCURACY_GOAL:.1f}%: fine-tune longer after the last pruning "
+                     "round (masks attached), or keep the last round that stayed above the goal")
+    if sparsity < SPARSITY_GOAL:
+        problems.append(f"Your model's sparsity is {sparsity:.2f}%, which is too low!")
+        hints.append(f"hint: the goal is {SPARSITY_GOAL:.1f}% zeros over all Conv2d and Linear "
+                     "weights (biases and BatchNorm do not count); prune further before saving")
+    if problems:
+        message = "\n".join(["Oops! Something is wrong!", *problems, *hints])
+        return CheckResult(TASK, False, message, metrics, notes)
+    notes.insert(0, f"test accuracy {accuracy:.2f}% on {len(test_set)} images")
+    message = ("Congratulations! You've achieved the goals of this task.\n"
+               f"Your model's sparsity is {sparsity:.2f}%.")
+    return CheckResult(TASK, True, message, metrics, notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_check(TASK, build_parser(), evaluate_submission, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Pictures for the pruning lab: per-layer sparsity bars and the schedule (tables: labkit.tables).
+
+Example:
+    >>> from labkit.models.resnet20 import resnet20
+    >>> from labkit.prune import layer_sparsity
+    >>> figure = plot_layer_sparsity(layer_sparsity(resnet20()))
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+
+
+def plot_layer_sparsity(rows: Sequence[dict], *, ax=None, title: str = "Sparsity per layer"):
+    """Bar chart of ``labkit.prune.layer_sparsity(model)`` rows, with the overall sparsity as a line.
+
+    Each label carries the layer's weight count: the big layers decide the overall number.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.5))
+    labels = [f"{row['layer']} ({row['weights']:,})" for row in rows]
+    ax.bar(range(len(rows)), [row["sparsity"] for row in rows], color="tab:blue")
+    total = sum(row["weights"] for row in rows)
+    overall = 100.0 * sum(row["zeros"] for row in rows) / total
+    ax.axhline(overall, color="tab:red", linestyle="--", label=f"overall {overall:.2f}%")
+    ax.set_xticks(range(len(rows)), labels, rotation=75, fontsize=7)
+    ax.set_ylabel("zeros (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_schedule(rounds: Sequence[dict], *, accuracy_floor: float | None = None, ax=None):
+    """Test accuracy against sparsity after each round of ``labkit.prune.iterative_prune``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    kept = [row for row in rounds if row["kept"]]
+    dropped = [row for row in rounds if not row["kept"]]
+    ax.plot([r["sparsity"] for r in kept], [r["accuracy"] for r in kept], "o-", label="kept rounds")
+    if dropped:
+        ax.plot([r["sparsity"] for r in dropped], [r["accuracy"] for r in dropped], "x", color="tab:red",
+                markersize=10, label="undone (below the floor)")
+    if accuracy_floor is not None:
+        ax.axhline(accuracy_floor, color="gray", linestyle=":", label=f"floor {accuracy_floor:g}%")
+    ax.set_xlabel("sparsity (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy along the pruning schedule")
+    ax.legend()
+    return ax

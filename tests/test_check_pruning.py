@@ -1,0 +1,130 @@
+"""checks/check_pruning.py: the course's messages, our hints, and the exit codes."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from labkit import grading, prune
+from labkit.data import cifar10
+from labkit.io import save_state_dict
+from labkit.models.resnet20 import resnet20
+
+CHECK = Path(__file__).resolve().parents[1] / "checks" / "check_pruning.py"
+spec = importlib.util.spec_from_file_location("check_pruning", CHECK)
+check_pruning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_pruning)
+
+CAT = cifar10.CLASSES.index("cat")
+
+
+@pytest.fixture(scope="module")
+def cat_only_data(tmp_path_factory):
+    """Image-folder layout whose 20 test images are all cats: a model that always says 'cat' scores 100%."""
+    root = tmp_path_factory.mktemp("cats")
+    folder = root / "test" / "cat"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(20):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:04d}.png")
+    return root
+
+
+def constant_model(predicted_class: int, *, target_sparsity: float | None) -> torch.nn.Module:
+    """A ResNet-20 whose logits ignore the input (fc weights zero, bias picks the class)."""
+    model = resnet20()
+    if target_sparsity is not None:
+        prune.prune_to(model, target_sparsity)
+        prune.make_permanent(model)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.zero_()
+        model.fc.bias[predicted_class] = 10.0
+    return model
+
+
+@pytest.fixture(autouse=True)
+def report_to_current_stdout(monkeypatch):
+    """grading.report binds sys.stdout when labkit is imported; print to the captured one instead."""
+    original = grading.report
+    monkeypatch.setattr(grading, "report",
+                        lambda result, *, as_json=False: original(result, as_json=as_json, stream=sys.stdout))
+
+
+def run(capsys, *argv):
+    code = check_pruning.main([*map(str, argv), "--device", "cpu"])
+    return code, capsys.readouterr().out
+
+
+def test_good_file_passes_with_the_course_message(tmp_path, capsys, cat_only_data):
+    model = constant_model(CAT, target_sparsity=0.9)
+    path = save_state_dict(model, tmp_path / "123_pruning.pt")
+    code, out = run(capsys, "--path", path, "--data", cat_only_data)
+    sparsity = prune.course_sparsity(model)
+    assert code == 0
+    assert out.startswith("Congratulations! You've achieved the goals of this task.\n"
+                          f"Your model's sparsity is {sparsity:.2f}%.\n")
+    assert "test accuracy 100.00% on 20 images" in out and "not the graded number" in out
+
+
+def test_low_accuracy_file_exits_1_with_the_accuracy_message(tmp_path, capsys, cat_only_data):
+    path = save_state_dict(constant_model(CAT + 1, target_sparsity=0.9), tmp_path / "m.pt")
+    code, out = run(capsys, "--path", path, "--data", cat_only_data)
+    assert code == 1
+    assert out.startswith("Oops! Something is wrong!\nYour test accuracy is 0.00%, which is too low!\n")
+    assert "fine-tune longer" in out
+
+
+def test_low_sparsity_file_exits_1_with_the_sparsity_message(tmp_path, capsys, cat_only_data):
+    model = constant_model(CAT, target_sparsity=None)
+    path = save_state_dict(model, tmp_path / "m.pt")
+    code, out = run(capsys, "--path", path, "--data", cat_only_data)
+    assert code == 1
+    assert f"Your model's sparsity is {prune.course_sparsity(model):.2f}%, which is too low!" in out
+    assert "Your test accuracy" not in out
+
+
+def test_file_saved_before_prune_remove_is_invalid_with_a_hint(tmp_path, capsys, cat_only_data):
+    model = resnet20()
+    prune.prune_to(model, 0.9)
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)  # the mistake: masks still attached
+    code, out = run(capsys, "--path", path, "--data", cat_only_data)
+    assert code == 2
+    assert out.startswith("Oops! Something is wrong!\nYour model's architecture seems to be wrong! "
+                          "Have you removed pruning mask before saving?\n")
+    assert "weight_orig/weight_mask" in out and "prune.remove" in out
+
+
+def test_missing_file_is_invalid_with_the_course_load_message(tmp_path, capsys, cat_only_data):
+    code, out = run(capsys, "--path", tmp_path / "nope.pt", "--data", cat_only_data)
+    assert code == 2
+    assert out.startswith("Oops! Something is wrong!\nFailed to load your model! This may due to your "
+                          "file doesn't exist or your file isn't a state_dict.\n")
+    assert "file not found" in out
+
+
+def test_missing_dataset_is_an_environment_problem(tmp_path, capsys):
+    path = save_state_dict(constant_model(CAT, target_sparsity=0.9), tmp_path / "m.pt")
+    code, out = run(capsys, "--path", path, "--data", tmp_path / "no-data")
+    assert code == 3
+    assert "cifar-10-python.tar.gz" in out
+
+
+def test_script_reads_the_official_layout_and_prints_json(tmp_path):
+    data = cifar10.make_fixture(tmp_path / "data", n_train=10, n_test=30)
+    model = constant_model(CAT, target_sparsity=0.6)
+    path = save_state_dict(model, tmp_path / "m.pt")
+    done = subprocess.run([sys.executable, str(CHECK), "--path", str(path), "--data", str(data),
+                           "--device", "cpu", "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["task"] == "pruning" and payload["passed"] is False
+    assert payload["metrics"]["accuracy"] == pytest.approx(10.0)  # 3 cats of 30 balanced images
+    assert payload["metrics"]["sparsity"] == pytest.approx(prune.course_sparsity(model))
