@@ -20,14 +20,15 @@ def test_student_ids_come_from_the_course_file_names(tmp_path):
     assert student_id(tmp_path / "s42" / "resnet34_unet.pth", TASKS["segmentation"]) == "s42"
 
 
-def hanging_checks_dir(tmp_path):
-    """The real check, except that a file named *hang* blocks forever (a stand-in for a hang)."""
+def hanging_checks_dir(tmp_path, script="check_segmentation.py"):
+    """The real check, except that student "hang"'s file blocks forever (a stand-in for a hang)."""
     folder = tmp_path / "checks"
     folder.mkdir()
-    real = REPO_ROOT / "checks" / "check_segmentation.py"
-    (folder / "check_segmentation.py").write_text(textwrap.dedent(f"""
-        import runpy, sys, time
-        if "hang" in sys.argv[sys.argv.index("--path") + 1]:
+    real = REPO_ROOT / "checks" / script
+    (folder / script).write_text(textwrap.dedent(f"""
+        import pathlib, runpy, sys, time
+        submission = pathlib.Path(sys.argv[sys.argv.index("--path") + 1])
+        if submission.name.startswith("hang") or submission.parent.name == "hang":
             time.sleep(3600)
         sys.argv[0] = {str(real)!r}
         runpy.run_path({str(real)!r}, run_name="__main__")
