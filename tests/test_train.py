@@ -69,3 +69,23 @@ def test_short_training_on_the_pet_fixture_beats_both_trivial_baselines(trained_
     all_background = dice_score(torch.zeros_like(masks), masks).item()
     assert all_background == 0.0
     assert trained_unet["test_dice"] > max(0.6, all_pet + 0.1)
+
+
+def test_same_seed_gives_the_same_smoke_metrics_twice_on_cpu(pets_fixture_root):
+    from labkit.data import pets
+    from labkit.evaluate import evaluate_segmentation
+    from labkit.losses import BCEDiceLoss
+    from labkit.models.unet import UNet
+
+    def smoke_run():
+        train_set = pets.OxfordIIITPet(pets_fixture_root, "train", image_size=32, cache=True,
+                                       transform=pets.train_transform(32, seed=0))
+        valid_set = pets.OxfordIIITPet(pets_fixture_root, "valid", image_size=32, cache=True)
+        torch.manual_seed(0)
+        model = UNet(base_channels=4, depth=2)
+        result = fit(model, DataLoader(train_set, batch_size=8, shuffle=True), loss_fn=BCEDiceLoss(),
+                     epochs=2, valid_loader=DataLoader(valid_set, batch_size=8),
+                     evaluate=evaluate_segmentation, device="cpu", seed=0, progress=False, log=None)
+        return [(row["train_loss"], row["dice"]) for row in result["history"]]
+
+    assert smoke_run() == smoke_run()

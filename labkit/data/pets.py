@@ -237,8 +237,12 @@ def _size_hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
 
 
-def train_transform(image_size: int | tuple[int, int] = 256):
-    """Resize, horizontal flip, rotation up to 15 degrees, mild colour jitter (no normalisation)."""
+def train_transform(image_size: int | tuple[int, int] = 256, *, seed: int | None = None):
+    """Resize, horizontal flip, rotation up to 15 degrees, mild colour jitter (no normalisation).
+
+    albumentations draws from its own generator, which ``seed_everything`` does not reach: pass
+    ``seed`` to make the augmentations (and so a whole training run) repeatable.
+    """
     import albumentations as A  # imported here: the loader itself works without albumentations
     import cv2
 
@@ -249,7 +253,7 @@ def train_transform(image_size: int | tuple[int, int] = 256):
         # Reflect the border: no black corners, and the mask is reflected with the image.
         A.Rotate(limit=15, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-    ])
+    ], seed=seed)
 
 
 def eval_transform(image_size: int | tuple[int, int] = 256):
