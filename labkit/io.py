@@ -83,8 +83,9 @@ def _check_archive(path: Path, max_bytes: int) -> list[str]:
 
 
 def _is_allowed_value(value) -> bool:
-    """Tensors, plus the extras torch.ao INT8 state dicts contain (packed-param tuples, dtypes)."""
-    if isinstance(value, (torch.Tensor, torch.dtype, int, float)):
+    """Tensors, plus the extras torch.ao INT8 state dicts contain (packed-param tuples, dtypes,
+    and ``None`` for the bias of a bias-free quantized conv)."""
+    if value is None or isinstance(value, (torch.Tensor, torch.dtype, int, float)):
         return True
     if isinstance(value, (tuple, list)):
         return all(v is None or _is_allowed_value(v) for v in value)

@@ -88,6 +88,9 @@ class RunningScore:
                              f"{tuple(target.shape)}; pass class indices, e.g. logits.argmax(1)")
         prediction = prediction.flatten().to("cpu", torch.int64)
         target = target.flatten().to("cpu", torch.int64)
+        if prediction.numel() and (prediction.min() < 0 or prediction.max() >= self.num_classes):
+            raise ValueError(f"predictions must be class indices in [0, {self.num_classes}), got values "
+                             f"{prediction.min().item()}..{prediction.max().item()}; pass logits.argmax(1)")
         keep = (target >= 0) & (target < self.num_classes)
         if self.ignore_index is not None:
             keep &= target != self.ignore_index
@@ -105,14 +108,15 @@ class RunningScore:
         per_target = matrix.sum(dim=1)
         per_prediction = matrix.sum(dim=0)
         overall = true_positive.sum() / matrix.sum().clamp(min=1)
-        class_accuracy = true_positive / per_target.clamp(min=1)
+        # Classes absent from the targets have no accuracy (0/0) and are left out, as for IoU.
+        class_accuracy = torch.where(per_target > 0, true_positive / per_target.clamp(min=1), torch.nan)
         union = per_target + per_prediction - true_positive
         # A class absent from both target and prediction has no IoU (0/0): it is left out of the
         # mean instead of counting as 0. On the full validation set every class is present.
         iou = torch.where(union > 0, true_positive / union.clamp(min=1), torch.nan)
         return {
             "OverallAcc": overall.item(),
-            "MeanAcc": class_accuracy.mean().item(),
+            "MeanAcc": class_accuracy.nanmean().item(),
             "mIoU": iou.nanmean().item(),
             "ClassIoU": iou.tolist(),
         }
