@@ -44,6 +44,7 @@ def dice_score(prediction: torch.Tensor, target: torch.Tensor, *, reduction: str
     if prediction.dim() < 3:
         raise ValueError(f"expected a batch of masks (N, H, W) or (N, 1, H, W), got shape "
                          f"{tuple(prediction.shape)}; add a batch dimension with mask[None]")
+    ### BEGIN SOLUTION
     pred = (prediction != 0).flatten(1).float()
     true = (target != 0).flatten(1).float()
     intersection = (pred * true).sum(dim=1)
@@ -51,6 +52,7 @@ def dice_score(prediction: torch.Tensor, target: torch.Tensor, *, reduction: str
     safe_total = total.clamp(min=1.0)
     scores = torch.where(total > 0, 2.0 * intersection / safe_total,
                          torch.full_like(total, empty_score))
+    ### END SOLUTION
     if reduction == "mean":
         return scores.mean()
     if reduction == "none":

@@ -130,6 +130,7 @@ def prune_to(model: nn.Module, target: float, *,
         if still_needed > 0:
             prune.l1_unstructured(layers[name], "weight", amount=still_needed)
 
+    ### BEGIN SOLUTION
     ranked = [layer for name, layer in layers.items() if name not in light_layers]
     total = sum(effective_weight(layer).numel() for layer in layers.values())
     zeros_in_light_layers = sum(int((effective_weight(layers[name]) == 0).sum()) for name in light_layers)
@@ -139,6 +140,7 @@ def prune_to(model: nn.Module, target: float, *,
             [(layer, "weight") for layer in ranked], pruning_method=prune.L1Unstructured,
             amount=to_remove,
             importance_scores={(layer, "weight"): effective_weight(layer).detach() for layer in ranked})
+    ### END SOLUTION
     return course_sparsity(model)
 
 
@@ -243,6 +245,7 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, *, targets: Seq
     if rows[0]["accuracy"] < accuracy_floor and log:
         log(f"note: the starting model is already below the floor ({rows[0]['accuracy']:.2f}% < "
             f"{accuracy_floor}%); rounds will stop at the first that does not reach it")
+    ### BEGIN SOLUTION
     last_passing = _snapshot(model)
     for index, (target, epochs) in enumerate(zip(targets, epochs_list), start=1):
         started = time.perf_counter()
@@ -266,4 +269,5 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, *, targets: Seq
                 log(f"accuracy fell below {accuracy_floor}%: went back to the previous round and stopped")
             break
         last_passing = _snapshot(model)
+    ### END SOLUTION
     return rows

@@ -49,12 +49,16 @@ class Release:
 
 
 def _enclosing_name(lines: list[str], index: int, indent: int) -> str:
-    """The ``def``/``class`` a solution block sits in, for the TODO message."""
+    """The qualified ``Class.method()`` a solution block sits in, for the TODO message."""
+    names = []
     for line in reversed(lines[:index]):
         match = DEFINITION.match(line)
         if match and len(match[1]) < indent:
-            return f"{match[3]}" + ("()" if match[2] == "def" else "")
-    return "this block"
+            names.append(match[3] + ("()" if match[2] == "def" and not names else ""))
+            indent = len(match[1])
+            if indent == 0:
+                break
+    return ".".join(reversed(names)) or "this block"
 
 
 def strip_solutions(source: str, release: Release, *, where: str) -> str:

@@ -36,6 +36,11 @@ def test_solution_block_becomes_a_stub_naming_the_function():
         namespace["dice"](1, 1)
 
 
+def test_stub_names_the_class_and_method():
+    source = "class DoubleConv:\n    def forward(self, x):\n        ### BEGIN SOLUTION\n        return x\n        ### END SOLUTION\n"
+    assert "implement DoubleConv.forward()" in strip_solutions(source, Release(), where="x.py")
+
+
 def test_unbalanced_markers_are_an_error():
     with pytest.raises(ValueError, match="no matching"):
         strip_solutions("### BEGIN SOLUTION\nx = 1\n", Release(), where="x.py")

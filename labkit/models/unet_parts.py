@@ -93,6 +93,7 @@ class DoubleConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None):
         super().__init__()
         mid_channels = mid_channels or out_channels
+        ### BEGIN SOLUTION
         self.double_conv = nn.Sequential(
             nn.Conv2d(in_channels, mid_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(mid_channels),
@@ -101,6 +102,7 @@ class DoubleConv(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.double_conv(x)
@@ -151,9 +153,11 @@ class Up(nn.Module):
         self.conv = DoubleConv(upsampled_channels + out_channels, out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
         x = pad_to_match(self.up(x), skip)
         # Skip first, like milesial: cat([skip, upsampled]).
         return self.conv(torch.cat([skip, x], dim=1))
+        ### END SOLUTION
 
 
 class OutConv(nn.Module):
