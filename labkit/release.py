@@ -158,18 +158,65 @@ def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
         raise LeakError("student edition leaks:\n  " + "\n  ".join(problems))
 
 
+def verify_notebook(path: Path, *, student_root: Path, timeout: int = 600) -> str:
+    """Run a student notebook in SMOKE mode until its first TODO and mark that cell for nbval.
+
+    The cell that raises ``NotImplementedError`` gets the nbval tag ``raises-exception`` and every
+    later code cell ``nbval-skip``; any other error fails the release. Outputs are not kept.
+    """
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, kernel_name="python3", timeout=timeout,
+                            resources={"metadata": {"path": str(path.parent)}})
+    # The kernel must import the student labkit, not the solution installed in the environment.
+    env = dict(os.environ, LABKIT_SMOKE="1", NO_ALBUMENTATIONS_UPDATE="1", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(student_root), os.environ.get("PYTHONPATH")])))
+    outcome = "ran to the end (no TODO reached)"
+    with client.setup_kernel(env=env):
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as error:
+                if error.ename != "NotImplementedError":
+                    raise ValueError(f"{path.name}, cell {index}: {error.ename}: {error.evalue} "
+                                     "(expected to stop only at a TODO)") from None
+                cell.metadata.setdefault("tags", []).append("raises-exception")
+                for later in notebook.cells[index + 1:]:
+                    if later.cell_type == "code":
+                        later.metadata.setdefault("tags", []).append("nbval-skip")
+                outcome = f"stops at cell {index} with NotImplementedError: {error.evalue}"
+                break
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(notebook, path)
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit release", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("dist/student"))
     parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--verify", action="store_true",
+                        help="run each student notebook (SMOKE) to its first TODO and mark it for nbval")
     args = parser.parse_args(argv)
     try:
         release = build_student_edition(args.source, args.out)
+        print(f"student edition in {args.out}: {release.stubs} solution blocks replaced by TODO stubs; "
+              "leak scan clean")
+        if args.verify:
+            for notebook in sorted((args.out / "notebooks").glob("*.ipynb")):
+                print(f"{notebook.name}: {verify_notebook(notebook, student_root=args.out.resolve())}")
     except (LeakError, ValueError) as error:
         print(f"release failed: {error}", file=sys.stderr)
         return 1
-    print(f"student edition in {args.out}: {release.stubs} solution blocks replaced by TODO stubs; "
-          "leak scan clean")
     return 0
 
 

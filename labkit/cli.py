@@ -1,0 +1,49 @@
+"""``python -m labkit <command>`` (or the ``labkit`` script): the kit's command line.
+
+    python -m labkit run --mode smoke --out runs/smoke      execute notebooks, write summary.json/.md
+    python -m labkit readme-table runs/smoke/summary.json   rewrite README.md's results table
+
+Each command is a module with ``main(argv) -> exit code`` and its own argument parser; adding a
+command is one line in ``COMMANDS``. A module is imported only when its command runs, so
+``python -m labkit --help`` answers at once (no torch import).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module with main(argv), one-line help)
+COMMANDS = {
+    "run": ("labkit.runner", "execute notebooks with papermill; write summary.json and summary.md"),
+    "readme-table": ("labkit.course_targets", "rewrite README.md's per-lab results table from summaries"),
+    "grade": ("labkit.grade", "grade a folder of submissions: one check process each, CSV + JSON"),
+    "release": ("labkit.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
+    "doctor": ("labkit.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "usage: python -m labkit COMMAND [--help] ...\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from labkit.version import __version__
+        print(f"labkit {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"labkit: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return module.main(rest)
+    except (FileNotFoundError, ValueError) as error:  # a wrong argument or file: say what, no traceback
+        print(f"labkit {name}: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,336 @@
+"""Run the lab notebooks headless with papermill and summarise what each one measured.
+
+    python -m labkit run [NOTEBOOK ...] --mode smoke|full [--params params.yaml] [-p NAME VALUE ...]
+                         [--out runs/2026-11-25] [--timeout SECONDS] [--notebooks-dir notebooks]
+
+NOTEBOOK is a path, a notebook name (``01_unet_oxford_pet``) or its number (``01``); default: every
+``*.ipynb`` in ``notebooks/``, in name order. Each notebook runs in its own papermill process (kernel
+``python3``, working directory = the notebook's folder, so ``../checks`` resolves), with a wall-clock
+timeout per notebook; a failure or a timeout is recorded and the run goes on with the next one.
+
+Parameters, later sources win:
+
+1. ``OUT_DIR = <out>/<notebook name>`` (the notebook's artifacts land beside its executed copy);
+2. the ``global`` section of the YAML file;
+3. the notebook's own section, keyed by its name or its number;
+4. ``-p NAME VALUE`` (repeatable; VALUE is read as YAML, so ``3`` is an int and ``null`` is None);
+5. ``SMOKE``, set by ``--mode`` (the kernel also gets ``LABKIT_SMOKE=1`` or ``0``).
+
+Relative paths in parameters are relative to the notebook's folder (like the notebooks' own defaults).
+Example ``params.yaml``::
+
+    global:
+      DEVICE: cuda
+      SEED: 0
+    01_unet_oxford_pet:
+      EPOCHS: 60
+    03:                      # a number works too (quotes optional)
+      STUDENT_ID: "123456"
+
+What lands in ``<out>``: ``<name>.ipynb`` (the executed notebook, with every output), ``<name>.log``
+(papermill's log, cell outputs included), ``<name>.params.yaml`` (the parameters it got), ``<name>/``
+(its OUT_DIR), and ``summary.json`` / ``summary.md``. Paths in the summary are relative to ``<out>``.
+Metrics are whatever the notebook passed to ``labkit.record`` (read back with ``collect_records``).
+
+Example (Python)::
+
+    summary = run_notebooks(find_notebooks(["01"]), out_dir="runs/try", mode="smoke")
+    summary["notebooks"][0]["status"], summary["notebooks"][0]["metrics"]["test_dice"]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from labkit.record import collect_records
+from labkit.tables import format_table
+
+MODES = ("smoke", "full")
+# seconds; SMOKE notebooks aim at ~90 s on 2 free CPU cores and took 213-392 s on a heavily shared one
+DEFAULT_SMOKE_TIMEOUT = 600
+ERROR_LINES = 15  # how much of a failed notebook's log goes into the summary
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tracebacks from the kernel come coloured
+
+
+# ----------------------------------------------------------------------------- choosing notebooks
+
+def default_notebooks_dir() -> Path:
+    """``./notebooks`` when run from a checkout, else the folder beside the installed package."""
+    here = Path("notebooks")
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def find_notebooks(selection=(), *, notebooks_dir=None) -> list[Path]:
+    """The notebooks to run: paths, names (``01_unet_oxford_pet``) or numbers (``01``); all if empty."""
+    notebooks_dir = Path(notebooks_dir or default_notebooks_dir())
+    available = sorted(notebooks_dir.glob("*.ipynb"))
+    if not selection:
+        if not available:
+            raise FileNotFoundError(f"no notebooks in {notebooks_dir.resolve()}: run from the "
+                                    "repository root or pass --notebooks-dir")
+        return available
+    chosen = []
+    for item in selection:
+        if Path(item).suffix == ".ipynb" and Path(item).is_file():
+            chosen.append(Path(item))
+            continue
+        matches = [path for path in available if section_matches(item, path.stem)]
+        if len(matches) != 1:
+            names = ", ".join(path.stem for path in available) or "none"
+            problem = "matches several notebooks" if matches else "is not a notebook"
+            raise FileNotFoundError(f"'{item}' {problem} in {notebooks_dir}; available: {names}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def section_matches(key: str, notebook_name: str) -> bool:
+    """A YAML section or a selection names a notebook by its full name or by its number prefix."""
+    key = str(key).removesuffix(".ipynb")
+    return key == notebook_name or notebook_name.startswith(key + "_")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def read_yaml_value(text: str):
+    """``-p`` values: ``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``null`` -> None, else the text."""
+    value = yaml.safe_load(text) if text.strip() else text
+    return value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else text
+
+
+def load_params_file(path) -> dict:
+    """Read a params YAML (``{"global": {...}, "<notebook>": {...}}``) and check its shape."""
+    content = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(content, dict) or not all(isinstance(v, dict) for v in content.values()):
+        raise ValueError(f"{path}: expected sections of NAME: VALUE pairs, e.g.\n"
+                         "global:\n  DEVICE: cuda\n01_unet_oxford_pet:\n  EPOCHS: 60")
+    # YAML reads an unquoted 01: as the number 1; the section still means notebook "01_..."
+    return {f"{key:02d}" if isinstance(key, int) else str(key): section for key, section in content.items()}
+
+
+def notebook_parameters(notebook_name: str, *, mode: str, out_dir, params_file: dict | None = None,
+                        overrides: dict | None = None) -> dict:
+    """Merge the parameter sources for one notebook (see the module docstring for the order)."""
+    params_file = params_file or {}
+    parameters = {"OUT_DIR": str(Path(out_dir).resolve() / notebook_name)}
+    parameters.update(params_file.get("global", {}))
+    own_sections = [key for key in params_file if key != "global" and section_matches(key, notebook_name)]
+    for key in sorted(own_sections, key=len):  # "01" first, then the more specific full name
+        parameters.update(params_file[key])
+    parameters.update(overrides or {})
+    if "SMOKE" in parameters:
+        raise ValueError("SMOKE is set by --mode smoke|full; remove it from the parameters")
+    parameters["SMOKE"] = mode == "smoke"
+    return parameters
+
+
+def check_sections(params_file: dict, notebooks: list[Path], notebooks_dir) -> None:
+    """A section that names no notebook is a typo that would silently be ignored: refuse it."""
+    names = {path.stem for path in notebooks} | {path.stem for path in Path(notebooks_dir).glob("*.ipynb")}
+    for key in params_file:
+        if key != "global" and not any(section_matches(key, name) for name in names):
+            raise ValueError(f"params section '{key}' matches no notebook ({', '.join(sorted(names))})")
+
+
+# ----------------------------------------------------------------------------- running
+
+def describe_environment() -> dict:
+    """Host, versions and device, asked in a child process so this one never holds a CUDA context."""
+    probe = ("import json, torch; cuda = torch.cuda.is_available(); "
+             "mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(); "
+             "print(json.dumps({'torch': torch.__version__, 'device': torch.cuda.get_device_name(0) "
+             "if cuda else 'mps' if mps else 'cpu'}))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    found = json.loads(result.stdout) if result.returncode == 0 else {"torch": None, "device": "unknown"}
+    return {"host": platform.node(), "python": platform.python_version(), **found,
+            "cpu_cores": os.cpu_count()}
+
+
+def _kill_process_tree(process: subprocess.Popen) -> None:
+    """Stop papermill and everything it started (the kernel runs in a session of its own)."""
+    try:
+        import psutil  # ipykernel depends on it, so it is there wherever notebooks run
+        children = psutil.Process(process.pid).children(recursive=True)
+    except Exception:
+        psutil, children = None, []
+    if hasattr(os, "killpg"):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.kill()
+    process.wait()
+    for child in children:
+        try:
+            child.kill()
+        except Exception:  # already gone
+            pass
+    if psutil is not None:
+        psutil.wait_procs(children, timeout=10)  # a kill is asynchronous: be sure they are gone
+
+
+def log_tail(log_path: Path, lines: int = ERROR_LINES) -> str:
+    """The end of a log without colour codes; for a cell's error, the cell's traceback, not papermill's."""
+    if not log_path.exists():
+        return ""
+    text = ANSI_ESCAPE.sub("", log_path.read_text(errors="replace")).strip()
+    if "PapermillExecutionError" in text:
+        text = text.rsplit("PapermillExecutionError", 1)[1].lstrip(":").strip("-\n ")
+    kept = [line.rstrip() for line in text.splitlines()]
+    if len(kept) > lines:  # keep which cell failed (first line) and how it ended
+        kept = kept[:1] + ["..."] + kept[-(lines - 2):]
+    return "\n".join(kept)
+
+
+def run_notebook(notebook, *, out_dir, parameters: dict, mode: str = "smoke",
+                 timeout: float | None = None, kernel: str = "python3") -> dict:
+    """Execute one notebook with papermill in a child process; return its summary entry."""
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    name = notebook.stem
+    executed, log_path, params_path = (out_dir / f"{name}.ipynb", out_dir / f"{name}.log",
+                                       out_dir / f"{name}.params.yaml")
+    params_path.write_text(yaml.safe_dump(parameters, sort_keys=False))
+    command = [sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed.resolve()),
+               "-f", str(params_path.resolve()), "-k", kernel, "--cwd", str(notebook.resolve().parent),
+               "--log-output", "--no-progress-bar"]
+    environment = dict(os.environ, LABKIT_SMOKE="1" if mode == "smoke" else "0",
+                       # figures go into the executed notebook, never to a window
+                       MPLBACKEND="module://matplotlib_inline.backend_inline")
+    environment.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    start = time.perf_counter()
+    with open(log_path, "w") as log_file:
+        # a session of its own: on timeout the whole group is killed, not this process
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                   env=environment, start_new_session=True)
+        try:
+            status = "ok" if process.wait(timeout=timeout or None) == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            _kill_process_tree(process)
+            status = "timeout"
+        except KeyboardInterrupt:
+            _kill_process_tree(process)
+            raise
+    seconds = time.perf_counter() - start
+    try:
+        metrics = collect_records(executed)
+    except (OSError, ValueError):  # never written, or cut off mid-write by the timeout
+        metrics = {}
+    error = ""
+    if status == "timeout":
+        error = f"killed after the {timeout:g} s timeout; last output:\n" + log_tail(log_path)
+    elif status == "failed":
+        error = log_tail(log_path)
+    return {"notebook": name, "status": status, "seconds": round(seconds, 1),
+            "device": metrics.get("device"), "metrics": metrics, "error": error,
+            "executed": executed.name, "log": log_path.name, "parameters": parameters}
+
+
+def run_notebooks(notebooks, *, out_dir, mode: str = "smoke", params_file: dict | None = None,
+                  overrides: dict | None = None, timeout: float | None = None,
+                  kernel: str = "python3", log=print) -> dict:
+    """Run each notebook in turn, carry on after failures; write and return the summary."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    notebooks, out_dir = [Path(path) for path in notebooks], Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"started": datetime.now().astimezone().isoformat(timespec="seconds"), "mode": mode,
+               **describe_environment(), "timeout": timeout, "notebooks": []}
+    for index, notebook in enumerate(notebooks, start=1):
+        parameters = notebook_parameters(notebook.stem, mode=mode, out_dir=out_dir,
+                                         params_file=params_file, overrides=overrides)
+        limit = f"timeout {timeout:g} s" if timeout else "no timeout"
+        log(f"[{index}/{len(notebooks)}] {notebook.stem}: running ({limit}), log {out_dir / notebook.stem}.log")
+        entry = run_notebook(notebook, out_dir=out_dir, parameters=parameters, mode=mode,
+                             timeout=timeout, kernel=kernel)
+        if entry["device"] is None or str(entry["device"]).startswith("cuda"):
+            entry["device"] = summary["device"]  # the GPU's name says more than "cuda"
+        summary["notebooks"].append(entry)
+        write_summary(summary, out_dir)  # after every notebook, so an interrupted run keeps its results
+        log(f"[{index}/{len(notebooks)}] {notebook.stem}: {entry['status']} in {entry['seconds']:.1f} s "
+            f"on {entry['device']} | {format_metrics(entry['metrics'])}")
+    summary["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    write_summary(summary, out_dir)
+    return summary
+
+
+# ----------------------------------------------------------------------------- summary files
+
+def format_metrics(metrics: dict, *, digits: int = 4) -> str:
+    """``test_dice=0.9123, sparsity=91.66, sweep=[5 items]``; tables recorded as lists stay in the JSON."""
+    def show(value):
+        if isinstance(value, (list, dict)):
+            return f"[{len(value)} items]"
+        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{name}={show(value)}" for name, value in metrics.items() if name != "device") or "-"
+
+
+def summary_markdown(summary: dict) -> str:
+    """A readable report: one row per notebook, then the end of each failure's log."""
+    rows = [{"notebook": f"[{entry['notebook']}]({entry['executed']})", "status": entry["status"],
+             "seconds": f"{entry['seconds']:.1f}", "device": entry["device"],
+             "metrics": format_metrics(entry["metrics"]), "log": f"[log]({entry['log']})"}
+            for entry in summary["notebooks"]]
+    lines = [f"# labkit run, {summary['mode'].upper()} mode, started {summary['started']}", "",
+             f"host `{summary['host']}`, device {summary['device']}, {summary['cpu_cores']} CPU cores, "
+             f"torch {summary['torch']}, python {summary['python']}", "", format_table(rows)]
+    for entry in summary["notebooks"]:
+        if entry["error"]:
+            lines += ["", f"## {entry['notebook']}: {entry['status']}", "", "```", entry["error"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict, out_dir) -> None:
+    out_dir = Path(out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out_dir / "summary.md").write_text(summary_markdown(summary))
+
+
+# ----------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labkit run", description="Execute notebooks with papermill; "
+                                     "write each executed notebook, its log, summary.json and summary.md.")
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                        help="paths, names or numbers (01); default: every notebook, in order")
+    parser.add_argument("--mode", choices=MODES, default="smoke",
+                        help="smoke: fixture data, tiny models (LABKIT_SMOKE=1); full: the real recipe")
+    parser.add_argument("--params", help="YAML file with a 'global' section and per-notebook sections")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="override one parameter (repeatable)")
+    parser.add_argument("--out", help="output folder (default: runs/<date>_<time>)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"seconds per notebook, 0 for none (default: {DEFAULT_SMOKE_TIMEOUT} in "
+                             "smoke mode, none in full mode)")
+    parser.add_argument("--notebooks-dir", default=None, help="where to look for notebooks")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``labkit run``: exit code 0 when every notebook ran cleanly, 1 otherwise."""
+    args = build_parser().parse_args(argv)
+    notebooks_dir = Path(args.notebooks_dir or default_notebooks_dir())
+    notebooks = find_notebooks(args.notebooks, notebooks_dir=notebooks_dir)
+    params_file = load_params_file(args.params) if args.params else {}
+    check_sections(params_file, notebooks, notebooks_dir)
+    timeout = args.timeout if args.timeout is not None else (
+        DEFAULT_SMOKE_TIMEOUT if args.mode == "smoke" else None)
+    out_dir = Path(args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S"))
+    summary = run_notebooks(notebooks, out_dir=out_dir, mode=args.mode, params_file=params_file,
+                            overrides={name: read_yaml_value(value) for name, value in args.parameter},
+                            timeout=timeout, kernel=args.kernel)
+    failed = [entry["notebook"] for entry in summary["notebooks"] if entry["status"] != "ok"]
+    print(f"{len(notebooks) - len(failed)}/{len(notebooks)} notebooks ok; summary: {out_dir / 'summary.md'}")
+    if failed:
+        print("not ok: " + ", ".join(failed))
+    return 1 if failed else 0

@@ -1,0 +1,197 @@
+"""``labkit run`` and ``labkit readme-table`` on tiny throwaway notebooks (a kernel start costs ~3 s)."""
+import json
+
+import nbformat
+import psutil
+import pytest
+import yaml
+
+from labkit.cli import main
+from labkit.course_targets import END_MARKER, START_MARKER, replace_marked_section, results_rows
+from labkit.runner import (find_notebooks, load_params_file, notebook_parameters, read_yaml_value,
+                           run_notebooks)
+
+PARAMETERS_CELL = 'import os\nSMOKE = os.environ.get("LABKIT_SMOKE") == "1"\nOUT_DIR = "runs/x"\n'
+
+
+def write_notebook(path, *cells):
+    """A python3 notebook whose first cell is the tagged parameters cell."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]}),
+                      *(nbformat.v4.new_code_cell(source) for source in cells[1:])]
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_notebook_run(tmp_path_factory):
+    """One SMOKE run over a failing notebook (first) and a recording one: both must be reported."""
+    root = tmp_path_factory.mktemp("run")
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "01_fails.ipynb", PARAMETERS_CELL,
+                   'from labkit.record import record\nrecord("before_failure", 1.5)',
+                   'raise RuntimeError("deliberate failure for the test")')
+    write_notebook(notebooks / "02_records.ipynb",
+                   PARAMETERS_CELL + 'GREETING = "default"\nEPOCHS = None\nLR = None\n',
+                   "from pathlib import Path\nfrom labkit.record import record\n"
+                   'record("greeting", GREETING)\nrecord("epochs", EPOCHS)\nrecord("lr", LR)\n'
+                   'record("smoke_parameter", SMOKE)\nrecord("smoke_environment", os.environ["LABKIT_SMOKE"])\n'
+                   'record("out_dir", OUT_DIR)\nrecord("cwd", str(Path.cwd()))\nrecord("accuracy", 40 + 2.5)\n'
+                   'record("table", [{"epoch": 1}, {"epoch": 2}])')
+    params_file = {"global": {"GREETING": "from the YAML", "EPOCHS": 1}, "02": {"EPOCHS": 3}}
+    out_dir = root / "out"
+    summary = run_notebooks(find_notebooks(notebooks_dir=notebooks), out_dir=out_dir, mode="smoke",
+                            params_file=params_file, overrides={"LR": read_yaml_value("0.5")},
+                            timeout=120, log=lambda line: None)
+    return summary, out_dir, notebooks
+
+
+def test_a_failing_notebook_is_reported_and_the_next_one_still_runs(two_notebook_run):
+    summary, _, _ = two_notebook_run
+    entries = {entry["notebook"]: entry for entry in summary["notebooks"]}
+    assert list(entries) == ["01_fails", "02_records"]
+    assert entries["01_fails"]["status"] == "failed"
+    assert entries["01_fails"]["error"].startswith('Exception encountered at "In [')  # the cell, not papermill
+    assert entries["01_fails"]["error"].endswith("RuntimeError: deliberate failure for the test")
+    assert entries["01_fails"]["metrics"] == {"before_failure": 1.5}  # recorded before the error
+    assert entries["02_records"]["status"] == "ok" and entries["02_records"]["error"] == ""
+
+
+def test_yaml_sections_and_overrides_reach_the_notebook(two_notebook_run):
+    summary, out_dir, notebooks = two_notebook_run
+    metrics = summary["notebooks"][1]["metrics"]
+    assert metrics["greeting"] == "from the YAML"  # global section
+    assert metrics["epochs"] == 3  # the notebook's own section beats the global one
+    assert metrics["lr"] == 0.5  # -p override, read as a YAML float
+    assert metrics["smoke_parameter"] is True and metrics["smoke_environment"] == "1"
+    assert metrics["out_dir"] == str(out_dir.resolve() / "02_records")
+    assert metrics["cwd"] == str(notebooks.resolve())  # so ../checks resolves like in Jupyter
+
+
+def test_summary_files_hold_status_metrics_and_paths(two_notebook_run):
+    _, out_dir, _ = two_notebook_run
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["mode"] == "smoke" and summary["device"] and summary["torch"]
+    ok = summary["notebooks"][1]
+    assert ok["metrics"]["accuracy"] == 42.5 and ok["seconds"] > 0
+    assert ok["metrics"]["table"] == [{"epoch": 1}, {"epoch": 2}]
+    assert (out_dir / ok["executed"]).is_file() and (out_dir / ok["log"]).is_file()
+    assert yaml.safe_load((out_dir / "02_records.params.yaml").read_text())["EPOCHS"] == 3
+    markdown = (out_dir / "summary.md").read_text()
+    assert "[02_records](02_records.ipynb)" in markdown  # links work from the summary's folder
+    assert "accuracy=42.5" in markdown and "table=[2 items]" in markdown
+    assert "deliberate failure for the test" in markdown
+
+
+def test_a_hanging_notebook_is_killed_at_the_timeout_with_its_children(tmp_path, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "03_hangs.ipynb", PARAMETERS_CELL + "SLEEP_SECONDS = 0\n",
+                   "import subprocess, sys\nfrom labkit.record import record\n"
+                   "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+                   'record("child_pid", child.pid)',
+                   "import time\ntime.sleep(SLEEP_SECONDS)")
+    code = main(["run", "--notebooks-dir", str(notebooks), "--out", str(tmp_path / "out"),
+                 "--timeout", "15", "-p", "SLEEP_SECONDS", "600", "03"])  # -p: it hangs only if it arrives
+    entry = json.loads((tmp_path / "out" / "summary.json").read_text())["notebooks"][0]
+    assert code == 1
+    assert entry["status"] == "timeout" and 15 <= entry["seconds"] < 40
+    assert entry["error"].startswith("killed after the 15 s timeout")
+    assert "03_hangs: timeout" in capsys.readouterr().out  # the progress line
+    child_pid = entry["metrics"]["child_pid"]  # a process the kernel started: killed too
+    assert process_is_gone(child_pid)
+
+
+def process_is_gone(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_parameters_merge_in_documented_order_and_smoke_comes_from_the_mode(tmp_path):
+    (tmp_path / "params.yaml").write_text(  # 01 unquoted is the number 1 for YAML: still notebook 01
+        "global: {A: 1, B: 1, C: 1}\n01: {B: 2, C: 2}\n01_unet_oxford_pet: {C: 3}\n02: {A: 9}\n")
+    params_file = load_params_file(tmp_path / "params.yaml")
+    merged = notebook_parameters("01_unet_oxford_pet", mode="full", out_dir=tmp_path,
+                                 params_file=params_file, overrides={"A": 4})
+    assert merged == {"OUT_DIR": str(tmp_path.resolve() / "01_unet_oxford_pet"),
+                      "A": 4, "B": 2, "C": 3, "SMOKE": False}
+    with pytest.raises(ValueError, match="--mode"):
+        notebook_parameters("01_x", mode="smoke", out_dir=tmp_path, overrides={"SMOKE": False})
+
+
+def test_a_params_section_naming_no_notebook_is_refused(tmp_path, capsys):
+    (tmp_path / "01_a.ipynb").write_text("{}")
+    (tmp_path / "params.yaml").write_text("global: {EPOCHS: 1}\n07_typo: {EPOCHS: 2}\n")
+    code = main(["run", "--notebooks-dir", str(tmp_path), "--params", str(tmp_path / "params.yaml"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "07_typo" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+README = "# Kit\n\nintro\n\n{start}\nold table\n{end}\n\n## After\nkept  \n".format(
+    start=START_MARKER, end=END_MARKER)
+
+
+def fake_summary(mode, device, date, notebooks):
+    return {"started": f"{date}T09:00:00+00:00", "mode": mode, "device": device,
+            "notebooks": [{"notebook": name, "status": status, "device": device, "metrics": metrics}
+                          for name, status, metrics in notebooks]}
+
+
+def test_readme_table_rewrites_only_the_marked_section(tmp_path):
+    smoke = fake_summary("smoke", "cpu", "2026-11-25", [
+        ("01_unet_oxford_pet", "ok", {"test_dice": 0.7712}),
+        ("03_pruning_cifar10", "failed", {"sparsity": 12.5})])
+    full = fake_summary("full", "NVIDIA H100", "2026-11-26", [("01_unet_oxford_pet", "ok", {"test_dice": 0.9132})])
+    paths = []
+    for name, summary in (("smoke.json", smoke), ("full.json", full)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(summary))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert main(["readme-table", str(paths[0]), str(paths[1]), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    head, rest = text.split(START_MARKER)
+    table, tail = rest.split(END_MARKER)
+    assert head == README.split(START_MARKER)[0] and tail == README.split(END_MARKER)[1]
+    assert "old table" not in table
+    unet = next(line for line in table.splitlines() if "01 UNet" in line)
+    assert "test Dice ≥ 0.90" in unet and "test Dice 0.9132 (goal met)" in unet  # the later FULL run
+    assert "NVIDIA H100, FULL" in unet and "2026-11-26" in unet
+    pruning = next(line for line in table.splitlines() if "03 Pruning" in line)
+    assert "sparsity 12.50%" in pruning and "(run failed)" in pruning and "SMOKE" in pruning
+    assert main(["readme-table", str(paths[0]), str(paths[1]), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text  # idempotent
+
+
+def test_smoke_results_get_no_goal_verdict_and_missing_labs_say_not_run():
+    rows = results_rows([fake_summary("smoke", "cpu", "2026-11-25",
+                                      [("01_unet_oxford_pet", "ok", {"test_dice": 0.95})])])
+    assert rows[0]["Last measured result"] == "test Dice 0.95"  # synthetic data: no "goal met"
+    assert "synthetic" in rows[0]["Hardware"]
+    assert all(row["Last measured result"] == "not run yet" for row in rows[1:])
+
+
+def test_task2_row_shows_the_figure_of_merit_only_where_it_is_defined():
+    metrics = {"task2_macs": 1953431552, "task2_size_kb": 1522.402, "task2_int8_miou": 0.678319}
+    summaries = [fake_summary("full", "cpu", "2026-11-25", [("05_efficient_unet_cityscapes", "ok", metrics)])]
+    task2 = next(row for row in results_rows(summaries) if "Task 2" in row["Lab"])
+    assert "FoM 3.123e+26" in task2["Last measured result"]  # the course's example numbers
+    assert "(goal met)" in task2["Last measured result"]
+    metrics["task2_int8_miou"] = 0.6
+    task2 = next(row for row in results_rows(summaries) if "Task 2" in row["Lab"])
+    assert "FoM undefined" in task2["Last measured result"] and "(below goal)" in task2["Last measured result"]
+
+
+def test_readme_without_markers_is_left_alone_with_a_clear_error():
+    with pytest.raises(ValueError, match="results:start"):
+        replace_marked_section("# no markers\n", "table")
+
+
+def test_cli_lists_its_commands_and_refuses_an_unknown_one(capsys):
+    assert main([]) == 2 and "readme-table" in capsys.readouterr().out
+    assert main(["grade-everything"]) == 2 and "unknown command" in capsys.readouterr().err
