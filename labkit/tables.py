@@ -11,7 +11,8 @@ from __future__ import annotations
 
 def _cell(value, digits: int) -> str:
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) >= 10**digits or (value and abs(value) < 1e-3) \
+        # Scientific notation only where fixed decimals would hide the number (MACs, FoM, tiny values).
+        return f"{value:.{digits}g}" if abs(value) >= 1e6 or (value and abs(value) < 1e-3) \
             else f"{value:.{digits}f}"
     return "" if value is None else str(value)
 

@@ -1,0 +1,1 @@
+"""Quantization: FX post-training (fx), hand-made post-training (manual), quantization-aware training (qat)."""

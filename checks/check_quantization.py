@@ -1,0 +1,86 @@
+"""Grade a hand-quantized ResNet-20 (Lab 04) on the CIFAR-10 test set.
+
+    python checks/check_quantization.py --path 123_quantization.pt [--data data/cifar10]
+        [--device auto] [--json]
+
+The file is the state_dict of :class:`labkit.models.quantized_resnet20.QuantizedResNet20`
+(int8 ``weight``, float32 ``weight_scale``, int32 ``weight_zero_point``, ``bias_fp32``,
+``output_scale`` / ``output_zero_point`` per layer). It is read with
+``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly, dtypes included, into
+an empty ``QuantizedResNet20()``; no calibration happens here. Goal: test accuracy >= 90.0%
+(the course's). Exit codes: 0 goal achieved, 1 below it, 2 invalid file, 3 dataset missing.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from torch.utils.data import DataLoader  # noqa: E402
+
+from labkit.data.cifar10 import CIFAR10  # noqa: E402
+from labkit.evaluate import evaluate_classification  # noqa: E402
+from labkit.grading import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
+from labkit.models.quantized_resnet20 import QuantizedResNet20  # noqa: E402
+
+GOAL_ACCURACY = 90.0  # percent, the course's goal for the hand-made PTQ
+DEFAULT_DATA = "data/cifar10"
+LOAD_ERROR = ("Failed to load your model! This may due to your file doesn't exist or your file "
+              "isn't a state_dict.")
+ARCHITECTURE_ERROR = "Your model's architecture seems to be wrong!"
+
+
+def build_parser():
+    parser = common_parser(__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.set_defaults(data=DEFAULT_DATA)
+    return parser
+
+
+def what_was_saved(state_dict: dict) -> str | None:
+    """A hint when the file is another model of this lab instead of the hand-quantized one."""
+    keys = set(state_dict)
+    if "bn1.running_mean" in keys:
+        return ("this is a float ResNet-20 state_dict (it has BatchNorm keys); save the model that "
+                "labkit.quant.manual.quantize_resnet20 returns (BatchNorm fused, int8 weights)")
+    if any(key.endswith("_packed_params.dtype") or key.endswith("_packed_params._packed_params")
+           for key in keys):
+        return ("this is a torch.ao (FX/eager) INT8 state_dict; this check grades the hand-quantized "
+                "QuantizedResNet20 (the FX part of the lab is not graded by a file)")
+    return None
+
+
+def evaluate_submission(args) -> CheckResult:
+    notes: list[str] = []
+    try:
+        state_dict = load_state_dict_file(args.path, notes=notes)
+    except SubmissionError as error:
+        raise SubmissionError(f"{LOAD_ERROR}\n{error}") from error
+    try:
+        model = load_into(QuantizedResNet20(), state_dict)
+    except SubmissionError as error:
+        hint = what_was_saved(state_dict) or str(error)
+        raise SubmissionError(f"{ARCHITECTURE_ERROR}\n{hint}") from error
+    test_set = CIFAR10(args.data, "test")
+    loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
+    accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
+    metrics = {"accuracy": accuracy, "goal_accuracy": GOAL_ACCURACY, "test_images": len(test_set)}
+    if accuracy < GOAL_ACCURACY:
+        message = (f"Oops! Something is wrong!\nYour test accuracy is {accuracy:.2f}%, which is too low!\n"
+                   "hint: compare with your float model's accuracy. A drop of more than a point or two "
+                   "usually means wrong qparams: calibrate on training images of the float model, fuse "
+                   "Conv-BN before quantizing the weights, and keep output_zero_point 0 after a ReLU.")
+        return CheckResult("quantization", False, message, metrics, notes)
+    message = ("Congratulations! You've achieved the goals of this task.\n"
+               f"Your model's test accuracy is {accuracy:.2f}%.")
+    return CheckResult("quantization", True, message, metrics, notes)
+
+
+def main(argv=None) -> int:
+    return run_check("quantization", build_parser(), evaluate_submission, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

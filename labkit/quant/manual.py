@@ -1,0 +1,219 @@
+"""Post-training quantization by hand: observers, scale and zero point, Conv-BN fusion, calibration.
+
+No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` / ``torch.max``
+are. The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`.
+
+Affine quantization maps a real range ``[min, max]`` onto the integers ``[q_min, q_max]``::
+
+    scale      = (max - min) / (q_max - q_min)
+    zero_point = q_min - round(min / scale)              (the integer that stands for 0.0)
+    q          = clamp(round(x / scale) + zero_point, q_min, q_max)
+    x_hat      = (q - zero_point) * scale                |x - x_hat| <= scale / 2 inside the range
+
+Activations use uint8 ``[0, 255]`` with one (scale, zero_point) per tensor; weights use int8
+``[-128, 127]`` with one (scale, zero_point) per output channel.
+
+Example:
+    >>> import torch
+    >>> from labkit.models.resnet20 import resnet20
+    >>> float_model = resnet20().eval()
+    >>> calibration = [(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))]
+    >>> int8_model = quantize_resnet20(float_model, calibration)
+    >>> int8_model(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from labkit.models.quantized_resnet20 import (ACTIVATION_MAX, ACTIVATION_MIN, WEIGHT_MAX, WEIGHT_MIN,
+                                              QuantizedConv2d, QuantizedResNet20)
+from labkit.models.resnet20 import CifarResNet
+
+# The smallest scale allowed: a constant tensor (max == min == 0) must not divide by zero.
+EPS = torch.finfo(torch.float32).eps
+
+
+# ----------------------------------------------------------------------------- observers
+class MinMaxObserver:
+    """Running minimum and maximum of every tensor it is called on (one pair per tensor).
+
+    Example:
+        >>> observer = MinMaxObserver()
+        >>> observer(torch.tensor([-1.0, 2.0])); observer(torch.tensor([3.0]))
+        >>> observer.min_val.item(), observer.max_val.item()
+        (-1.0, 3.0)
+    """
+
+    def __init__(self):
+        self.min_val = self.max_val = None
+
+    def reduce(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.min(x), torch.max(x)
+
+    def __call__(self, x: torch.Tensor) -> None:
+        low, high = (t.cpu() for t in self.reduce(x.detach().float()))  # a few numbers: keep them on the CPU
+        if self.min_val is not None:
+            low, high = torch.min(low, self.min_val), torch.max(high, self.max_val)
+        self.min_val, self.max_val = low, high
+
+    def qparams(self, quant_min: int = ACTIVATION_MIN, quant_max: int = ACTIVATION_MAX):
+        if self.min_val is None:
+            raise RuntimeError("the observer has seen no data; run calibration images through the model")
+        return affine_qparams(self.min_val, self.max_val, quant_min=quant_min, quant_max=quant_max)
+
+
+class PerChannelMinMaxObserver(MinMaxObserver):
+    """Minimum and maximum per channel along ``channel_axis`` (output channels of a weight: 0)."""
+
+    def __init__(self, channel_axis: int = 0):
+        super().__init__()
+        self.channel_axis = channel_axis
+
+    def reduce(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = x.transpose(0, self.channel_axis).flatten(1)  # (channels, everything else)
+        return torch.min(rows, dim=1).values, torch.max(rows, dim=1).values
+
+
+# ----------------------------------------------------------------------------- scale and zero point
+def affine_qparams(min_val: torch.Tensor, max_val: torch.Tensor, *, quant_min: int = ACTIVATION_MIN,
+                   quant_max: int = ACTIVATION_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale (float32) and zero point (int32) that map ``[min_val, max_val]`` onto ``[quant_min, quant_max]``.
+
+    Works elementwise, so per-channel min/max give per-channel qparams. Example:
+        >>> affine_qparams(torch.tensor(-1.0), torch.tensor(3.0))
+        (tensor(0.0157), tensor(64, dtype=torch.int32))
+    """
+    # The range always contains 0, so that 0.0 (zero padding, ReLU output) is exactly representable.
+    ### BEGIN SOLUTION
+    min_val = torch.clamp(min_val, max=0.0)
+    max_val = torch.clamp(max_val, min=0.0)
+    scale = torch.clamp((max_val - min_val) / float(quant_max - quant_min), min=EPS)
+    zero_point = quant_min - torch.round(min_val / scale).to(torch.int32)
+    return scale.float(), torch.clamp(zero_point, quant_min, quant_max).to(torch.int32)
+    ### END SOLUTION
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, *, quant_min: int,
+             quant_max: int, dtype: torch.dtype) -> torch.Tensor:
+    """``clamp(round(x / scale) + zero_point, quant_min, quant_max)`` as ``dtype``."""
+    return torch.clamp(torch.round(x / scale) + zero_point, quant_min, quant_max).to(dtype)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """The real values the integers ``q`` stand for: ``(q - zero_point) * scale``."""
+    return (q.float() - zero_point) * scale
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-output-channel int8 quantization of a conv ``(C_out, C_in, k, k)`` or linear ``(out, in)`` weight.
+
+    Returns ``(int8 weight, float32 scale, int32 zero_point)``; scale and zero point have the
+    weight's number of dimensions, e.g. ``(C_out, 1, 1, 1)``, so they broadcast over it.
+    """
+    observer = PerChannelMinMaxObserver(channel_axis=0)
+    observer(weight)
+    scale, zero_point = observer.qparams(WEIGHT_MIN, WEIGHT_MAX)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    q = quantize(weight, scale, zero_point, quant_min=WEIGHT_MIN, quant_max=WEIGHT_MAX, dtype=torch.int8)
+    return q, scale, zero_point
+
+
+# ----------------------------------------------------------------------------- Conv-BN fusion
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of one conv equal to ``bn(conv(x))`` with BN in eval mode.
+
+    BN computes ``gamma * (y - mean) / sqrt(var + eps) + beta`` per channel; with
+    ``factor = gamma / sqrt(var + eps)`` that is a conv with ``w' = w * factor`` and
+    ``b' = (b - mean) * factor + beta``.
+    """
+    ### BEGIN SOLUTION
+    factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    weight = conv.weight * factor.reshape(-1, 1, 1, 1)
+    bias = (conv_bias - bn.running_mean) * factor + bn.bias
+    return weight.float(), bias.float()
+    ### END SOLUTION
+
+
+# ----------------------------------------------------------------------------- calibration
+def _conv_bn_pairs(model: CifarResNet) -> dict[str, tuple[nn.Conv2d, nn.BatchNorm2d, bool]]:
+    """``{quantized layer name: (conv, bn, followed by ReLU)}`` for every conv of a ResNet-20."""
+    pairs = {"conv1": (model.conv1, model.bn1, True)}
+    for stage in ("layer1", "layer2", "layer3"):
+        for index, block in enumerate(getattr(model, stage)):
+            prefix = f"{stage}.{index}"
+            pairs[f"{prefix}.conv1"] = (block.conv1, block.bn1, True)
+            pairs[f"{prefix}.conv2"] = (block.conv2, block.bn2, False)
+            if block.downsample is not None:
+                pairs[f"{prefix}.downsample"] = (block.downsample[0], block.downsample[1], False)
+    return pairs
+
+
+@torch.no_grad()
+def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None,
+              device="cpu") -> dict[str, MinMaxObserver]:
+    """Run calibration images through the float ResNet-20 and observe every activation's range.
+
+    Returns one observer per quantized layer output, named like the layers of
+    :class:`QuantizedResNet20`: ``"input"``, ``"conv1"``, ``"layer1.0.conv1"``, ...,
+    ``"layer2.0.downsample"``, ``"layer1.0.add"``. Outputs followed by a ReLU are observed
+    after it (their range starts at 0). ``loader`` yields ``(images (N, 3, 32, 32), labels)``.
+    """
+    model = model.eval().to(device)
+    observers = {"input": MinMaxObserver()}
+    handles = [model.conv1.register_forward_pre_hook(lambda module, args: observers["input"](args[0]))]
+
+    def observe(name: str, relu: bool):
+        observers[name] = MinMaxObserver()
+        return lambda module, args, output: observers[name](torch.relu(output) if relu else output)
+
+    for name, (conv, bn, relu) in _conv_bn_pairs(model).items():
+        # The BN output is the fused conv's output (the downsample's BN is the Sequential's end).
+        handles.append(bn.register_forward_hook(observe(name, relu)))
+    for stage in ("layer1", "layer2", "layer3"):
+        for index, block in enumerate(getattr(model, stage)):
+            # A block returns relu(conv path + shortcut): the quantized add's output.
+            handles.append(block.register_forward_hook(observe(f"{stage}.{index}.add", relu=False)))
+    try:
+        for batch_index, (images, _) in enumerate(loader):
+            if num_batches is not None and batch_index >= num_batches:
+                break
+            model(images.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return observers
+
+
+def quantize_resnet20(float_model: CifarResNet, calibration_loader, *, num_batches: int | None = None,
+                      device="cpu") -> QuantizedResNet20:
+    """Hand-made PTQ: calibrate, fuse Conv-BN, quantize weights, fill a :class:`QuantizedResNet20`.
+
+    The float model is not changed. ``calibration_loader`` should hold training images only;
+    ``num_batches`` limits how many of its batches are used, ``device`` is where calibration runs.
+    The result is on the CPU (move it with ``.to(device)``).
+    """
+    float_model = copy.deepcopy(float_model).eval()
+    observers = calibrate(float_model, calibration_loader, num_batches=num_batches, device=device)
+    float_model.cpu()
+    quantized = QuantizedResNet20(num_classes=float_model.fc.out_features)
+    quantized.set_input_qparams(*observers["input"].qparams())
+    layers = dict(quantized.named_modules())
+    for name, (conv, bn, _) in _conv_bn_pairs(float_model).items():
+        layer: QuantizedConv2d = layers[name]
+        weight, bias = fuse_conv_bn(conv, bn)
+        layer.set_weight(*quantize_weight(weight))
+        layer.set_bias(bias)
+        layer.set_output_qparams(*observers[name].qparams())
+    for name, observer in observers.items():
+        if name.endswith(".add"):
+            layers[name].set_output_qparams(*observer.qparams())
+    quantized.fc.set_weight(*quantize_weight(float_model.fc.weight.detach()))
+    quantized.fc.set_bias(float_model.fc.bias.detach().float())
+    return quantized.eval()

@@ -1,0 +1,54 @@
+"""Plots for the quantization lab: the calibration sweep and the FP32 / INT8 comparison.
+
+Example:
+    >>> rows = [{"num_images": 1, "accuracy": 88.1}, {"num_images": 100, "accuracy": 92.2}]
+    >>> figure = plot_calibration_sweep(rows, fp32_accuracy=92.6)
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+
+
+def plot_calibration_sweep(rows: Sequence[dict], *, fp32_accuracy: float | None = None, ax=None,
+                           title: str = "FX INT8 accuracy vs. calibration images"):
+    """Test accuracy against the number of calibration images (log scale), FP32 as a dashed line.
+
+    ``rows`` are :func:`labkit.quant.fx.calibration_sweep` rows (``num_images``, ``accuracy``).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    sizes = [row["num_images"] for row in rows]
+    ax.plot(sizes, [row["accuracy"] for row in rows], marker="o", label="INT8 (FX)")
+    if fp32_accuracy is not None:
+        ax.axhline(fp32_accuracy, color="gray", linestyle="--", label=f"FP32 ({fp32_accuracy:.2f}%)")
+    ax.set_xscale("log")
+    ax.set(xlabel="calibration images (training split)", ylabel="test accuracy (%)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return ax.figure
+
+
+def plot_model_comparison(rows: Sequence[dict], *, columns: Sequence[str] = ("accuracy", "state_dict_kib",
+                                                                             "latency_ms"),
+                          labels: dict | None = None):
+    """One bar chart per measure (accuracy, file size, latency), one bar per model.
+
+    ``rows`` are :func:`labkit.quant.fx.measure_model` results with a ``"model"`` name added.
+    """
+    labels = {"accuracy": "test accuracy (%)", "state_dict_kib": "state_dict size (KiB)",
+              "latency_ms": "CPU latency (ms)", **(labels or {})}
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.5), squeeze=False)
+    names = [row["model"] for row in rows]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, column in zip(axes[0], columns):
+        values = [row[column] for row in rows]
+        bars = ax.bar(names, values, color=colours[:len(rows)])
+        ax.bar_label(bars, fmt="%.2f" if column == "accuracy" else "%.1f")
+        ax.set(title=labels.get(column, column))
+        if column == "accuracy":  # differences of a fraction of a point would be invisible from 0
+            ax.set_ylim(max(0.0, min(values) - 5.0), min(100.0, max(values) + 2.0))
+        ax.tick_params(axis="x", labelrotation=15)
+    figure.tight_layout()
+    return figure
