@@ -1,0 +1,48 @@
+"""Every lab notebook follows the contract in design.md (the pre-stop hook checks the same)."""
+import json
+
+import pytest
+
+from labkit.colab import COLAB_CELL
+from tests.conftest import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_all_five_labs_are_there():
+    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs_with_the_python3_kernel(path):
+    notebook = json.loads(path.read_text())
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in notebook["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_is_the_colab_installer_then_one_parameters_cell(path):
+    code_cells = [c for c in cells(path) if c["cell_type"] == "code"]
+    assert source(code_cells[0]) == COLAB_CELL.rstrip("\n")
+    tagged = [c for c in code_cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code_cells[1]
+    parameters = source(tagged[0])
+    for name in ("SMOKE", "DATA_ROOT", "EPOCHS", "DEVICE", "SEED", "OUT_DIR"):
+        assert f"{name} =" in parameters, f"{path.name}: parameters cell lacks {name}"
+    assert 'os.environ.get("LABKIT_SMOKE") == "1"' in parameters
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_stay_short_and_call_labkit(path):
+    code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+    assert any("labkit" in text for text in code)
+    assert max(len(text.splitlines()) for text in code[1:]) <= 45
