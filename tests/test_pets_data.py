@@ -248,3 +248,18 @@ def test_real_sample_masks_are_binary_with_both_values(sample_root):
             image, mask = dataset[i]
             assert image.shape == (3, 64, 64)
             assert set(mask.unique().tolist()) == {0.0, 1.0}, dataset.names[i]
+
+
+def test_each_loader_worker_gets_its_own_augmentations(tmp_path):
+    import torch
+    from torch.utils.data import DataLoader
+
+    root = pets.make_fixture(tmp_path / "pets", n_trainval=20, n_test=4)
+    dataset = pets.OxfordIIITPet(root, "train", image_size=32, transform=pets.train_transform(32, seed=0))
+    one_item = torch.utils.data.Subset(dataset, [0, 0, 0, 0])
+    torch.manual_seed(0)
+    loader = DataLoader(one_item, batch_size=1, num_workers=2, worker_init_fn=pets.seed_augmentation_worker)
+    images = [image for image, _ in loader]
+    # Workers 0 and 1 take items in turn, all the same picture; with a copied generator the two
+    # workers' augmentations would agree item for item.
+    assert not (torch.equal(images[0], images[1]) and torch.equal(images[2], images[3]))

@@ -256,6 +256,24 @@ def train_transform(image_size: int | tuple[int, int] = 256, *, seed: int | None
     ], seed=seed)
 
 
+def seed_augmentation_worker(worker_id: int) -> None:
+    """``DataLoader(worker_init_fn=...)``: give each worker its own augmentation stream.
+
+    Each worker receives a pickled copy of the transform, random generator included, so without
+    this every worker (and every epoch) would repeat the same augmentations. ``torch.initial_seed()``
+    differs per worker and per epoch and follows the main process's seed, so runs stay repeatable.
+    """
+    import torch.utils.data
+
+    info = torch.utils.data.get_worker_info()
+    dataset = info.dataset if info is not None else None
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
 def eval_transform(image_size: int | tuple[int, int] = 256):
     """Resize only (image bilinear, mask nearest): what validation and test see."""
     import albumentations as A
