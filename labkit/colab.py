@@ -37,3 +37,26 @@ if ON_COLAB and importlib.util.find_spec("labkit") is None:
     os.chdir("/content/labkit/notebooks")
     os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 '''
+
+
+def write_colab_cell(notebook_path) -> None:
+    """Put ``COLAB_CELL`` first among the notebook's code cells (replacing an older copy)."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    if code_cells and "".join(code_cells[0].source).startswith("# Colab only"):
+        code_cells[0].source = COLAB_CELL.rstrip("\n")
+    else:
+        first_code = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
+        notebook.cells.insert(first_code, nbformat.v4.new_code_cell(COLAB_CELL.rstrip("\n")))
+    nbformat.write(notebook, notebook_path)
+
+
+if __name__ == "__main__":
+    # After changing REPOSITORY/RELEASE above: python -m labkit.colab  (rewrites every lab notebook)
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        write_colab_cell(path)
+        print(f"updated {path.name}")
