@@ -89,3 +89,27 @@ def test_release_of_this_repository_is_clean(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert not (tmp_path / "student" / "tests").exists()
     assert (tmp_path / "student" / "checks" / "check_segmentation.py").exists()
+
+
+def test_student_notebooks_stop_at_their_first_todo_and_nbval_expects_it(tmp_path):
+    """The whole kit: every student notebook runs in SMOKE mode up to its first TODO, stops with
+    NotImplementedError there, and that cell is marked for nbval (later cells are skipped)."""
+    import os
+    student = tmp_path / "student"
+    completed = subprocess.run([sys.executable, "-m", "labkit.release", "--source", str(REPO_ROOT),
+                                "--out", str(student), "--verify"], capture_output=True, text=True,
+                               timeout=1500)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    outcomes = [line for line in completed.stdout.splitlines() if line.endswith(".ipynb") is False
+                and ".ipynb:" in line]
+    assert len(outcomes) == 5
+    for line in outcomes:
+        assert "stops at cell" in line and "NotImplementedError: TODO: implement" in line, line
+    first = json.loads((student / "notebooks" / "01_unet_oxford_pet.ipynb").read_text())
+    tags = [cell["metadata"].get("tags", []) for cell in first["cells"] if cell["cell_type"] == "code"]
+    assert sum("raises-exception" in t for t in tags) == 1
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+                            str(student / "notebooks" / "01_unet_oxford_pet.ipynb")],
+                           capture_output=True, text=True, timeout=600, cwd=student,
+                           env=dict(os.environ, PYTHONPATH=str(student), LABKIT_SMOKE="1"))
+    assert nbval.returncode == 0, nbval.stdout[-2000:]
