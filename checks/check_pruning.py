@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader
 
 from labkit.data.cifar10 import CIFAR10
 from labkit.evaluate import evaluate_classification
-from labkit.grading import CheckResult, common_parser, run_check
-from labkit.io import SubmissionError, load_into, load_state_dict_file
+from labkit.grading import CheckResult, common_parser, load_submission, run_check
 from labkit.models.resnet20 import resnet20
 from labkit.prune import course_sparsity
 
@@ -30,8 +29,6 @@ SPARSITY_GOAL = 50.0  # %
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "cifar10"
 OFFICIAL_TEST_SIZE = 10_000
 
-LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exist or your file isn't "
-               "a state_dict.")
 WRONG_ARCHITECTURE = ("Your model's architecture seems to be wrong! Have you removed pruning mask "
                       "before saving?")
 
@@ -44,14 +41,7 @@ def build_parser():
 
 def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
-    try:
-        state_dict = load_state_dict_file(args.path, notes=notes)
-    except SubmissionError as error:
-        raise SubmissionError(f"{LOAD_FAILED}\nhint: {error}") from error
-    try:
-        model = load_into(resnet20(), state_dict)
-    except SubmissionError as error:
-        raise SubmissionError(f"{WRONG_ARCHITECTURE}\nhint: {error}") from error
+    model = load_submission(args.path, resnet20(), wrong_architecture=WRONG_ARCHITECTURE, notes=notes)
 
     test_set = CIFAR10(args.data, "test")
     loader = DataLoader(test_set, batch_size=128, shuffle=False)

@@ -21,14 +21,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cifar10 import CIFAR10  # noqa: E402
 from labkit.evaluate import evaluate_classification  # noqa: E402
-from labkit.grading import CheckResult, common_parser, run_check  # noqa: E402
-from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
+from labkit.grading import CheckResult, common_parser, load_submission, run_check  # noqa: E402
 from labkit.models.quantized_resnet20 import QuantizedResNet20  # noqa: E402
 
 GOAL_ACCURACY = 90.0  # percent, the course's goal for the hand-made PTQ
 DEFAULT_DATA = "data/cifar10"
-LOAD_ERROR = ("Failed to load your model! This may due to your file doesn't exist or your file "
-              "isn't a state_dict.")
 ARCHITECTURE_ERROR = "Your model's architecture seems to be wrong!"
 
 
@@ -54,15 +51,8 @@ def what_was_saved(state_dict: dict) -> str | None:
 
 def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
-    try:
-        state_dict = load_state_dict_file(args.path, notes=notes)
-    except SubmissionError as error:
-        raise SubmissionError(f"{LOAD_ERROR}\n{error}") from error
-    try:
-        model = load_into(QuantizedResNet20(), state_dict)
-    except SubmissionError as error:
-        hint = what_was_saved(state_dict) or str(error)
-        raise SubmissionError(f"{ARCHITECTURE_ERROR}\n{hint}") from error
+    model = load_submission(args.path, QuantizedResNet20(), wrong_architecture=ARCHITECTURE_ERROR,
+                            notes=notes, explain=what_was_saved)
     test_set = CIFAR10(args.data, "test")
     loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
     accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from labkit.data.download import DatasetNotFoundError
-from labkit.io import SubmissionError
+from labkit.io import SubmissionError, load_into, load_state_dict_file
 
 EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
@@ -38,6 +38,29 @@ class CheckResult:
     def __post_init__(self):
         if self.exit_code is None:
             self.exit_code = EXIT_PASSED if self.passed else EXIT_BELOW_GOAL
+
+
+# The course's own words (its check scripts), shown before labkit's specific reason.
+LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exist or your file isn't "
+               "a state_dict.")
+
+
+def load_submission(path, model, *, wrong_architecture: str, notes: list | None = None,
+                    explain: Callable[[dict], str | None] | None = None):
+    """Safe-load ``path`` into ``model``; failures carry the course's line, then ``hint: <reason>``.
+
+    ``explain(state_dict)`` may return a better hint for an architecture mismatch (e.g. "this is a
+    float model"). Returns the loaded model.
+    """
+    try:
+        state_dict = load_state_dict_file(path, notes=notes)
+    except SubmissionError as error:
+        raise SubmissionError(f"{LOAD_FAILED}\nhint: {error}") from error
+    try:
+        return load_into(model, state_dict)
+    except SubmissionError as error:
+        hint = (explain(state_dict) if explain else None) or str(error)
+        raise SubmissionError(f"{wrong_architecture}\nhint: {hint}") from error
 
 
 def versions() -> dict:

@@ -49,6 +49,21 @@ def trained_unet(pets_fixture_root, tmp_path_factory) -> dict:
     return {"path": path, "model": model, "test_dice": test_dice, "data": pets_fixture_root}
 
 
+@pytest.fixture(scope="module")
+def cat_only_data(tmp_path_factory) -> Path:
+    """Image-folder CIFAR layout whose 20 test images are all cats: a model that always says 'cat'
+    scores 100%, so check tests need no training."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("cats") / "test" / "cat"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(20):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:04d}.png")
+    return folder.parent.parent
+
+
 @pytest.fixture
 def tiny_loader():
     """A learnable toy classification set: the label is the sign of the first feature."""

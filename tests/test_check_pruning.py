@@ -6,10 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from labkit import prune
 from labkit.data import cifar10
@@ -22,18 +20,6 @@ check_pruning = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_pruning)
 
 CAT = cifar10.CLASSES.index("cat")
-
-
-@pytest.fixture(scope="module")
-def cat_only_data(tmp_path_factory):
-    """Image-folder layout whose 20 test images are all cats: a model that always says 'cat' scores 100%."""
-    root = tmp_path_factory.mktemp("cats")
-    folder = root / "test" / "cat"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for index in range(20):
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:04d}.png")
-    return root
 
 
 def constant_model(predicted_class: int, *, target_sparsity: float | None) -> torch.nn.Module:

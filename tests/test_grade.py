@@ -1,7 +1,5 @@
 """python -m labkit.grade: one row per submission with the right exit code, whatever the file does."""
 import json
-import os
-import sys
 import textwrap
 
 import torch

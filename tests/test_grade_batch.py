@@ -2,14 +2,13 @@
 (except that student "hang"'s file blocks forever), one row each with the right exit code."""
 import time
 
-import pytest
 import torch
 from torch.nn.utils import prune as torch_prune
 
 from labkit.grade import EXIT_TIMEOUT, grade_folder
 from labkit.io import save_state_dict
 from labkit.models.unet import UNet
-from tests.test_check_pruning import CAT, cat_only_data, constant_model  # noqa: F401  (fixture)
+from tests.test_check_pruning import CAT, constant_model
 from tests.test_grade import hanging_checks_dir
 from tests.test_io import CreatesMarkerWhenUnpickled
 
@@ -67,7 +66,7 @@ def write_submissions(folder, marker):
     return expected
 
 
-def test_a_folder_of_twenty_submissions_is_graded_safely(tmp_path, cat_only_data):  # noqa: F811
+def test_a_folder_of_twenty_submissions_is_graded_safely(tmp_path, cat_only_data):
     folder = tmp_path / "submissions"
     folder.mkdir()
     marker = tmp_path / "marker-created-by-unpickling"
