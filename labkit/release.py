@@ -25,12 +25,13 @@ from pathlib import Path
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 SHIPPED = ("README.md", "environment.yml", "pyproject.toml", "constraints.txt", "Makefile", ".gitignore",
            "labkit", "checks", "notebooks", "data/README.md", "benchmarks")
 HIDDEN_PATHS = ("tests", ".ci", "labkit/release.py")
 SKIPPED_NAMES = ("__pycache__", ".ipynb_checkpoints", "runs", "saved_models")
 DEFINITION = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
+# A marker left behind is a comment line naming one (prose that mentions a marker is fine).
+LEFTOVER_MARKER = re.compile(r"^\s*#.*\b(BEGIN|END) (SOLUTION|HIDDEN TESTS)\b", re.MULTILINE)
 
 
 class LeakError(RuntimeError):
@@ -149,9 +150,8 @@ def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
         if file.suffix == ".ipynb":
             text = "\n".join("".join(cell["source"]) for cell in json.loads(text).get("cells", []))
         lines = {line.strip() for line in text.splitlines()}
-        for marker in MARKERS:
-            if marker in text:
-                problems.append(f"{file.relative_to(out)}: marker '{marker}'")
+        for match in LEFTOVER_MARKER.finditer(text):
+            problems.append(f"{file.relative_to(out)}: marker '{match[1]} {match[2]}'")
         for leaked in sorted(lines & solution_lines)[:3]:
             problems.append(f"{file.relative_to(out)}: solution line '{leaked[:60]}'")
     if problems:

@@ -78,9 +78,11 @@ def test_leak_scan_catches_a_planted_solution_line(tmp_path):
     planted.write_text("return 2 * intersection / (prediction.sum() + target.sum())\n")
     with pytest.raises(LeakError, match="solution line"):
         scan_for_leaks(tmp_path / "student", release.secret_lines())
-    planted.write_text("# ### BEGIN SOLUTION left behind\n")
-    with pytest.raises(LeakError, match="marker"):
+    planted.write_text("x = 1\n    ### BEGIN SOLUTION\n")
+    with pytest.raises(LeakError, match="marker 'BEGIN SOLUTION'"):
         scan_for_leaks(tmp_path / "student", release.secret_lines())
+    planted.write_text('"""Solutions sit between `### BEGIN SOLUTION` markers in the TA source."""\n')
+    scan_for_leaks(tmp_path / "student", release.secret_lines())  # prose about markers is fine
 
 
 def test_release_of_this_repository_is_clean(tmp_path):
