@@ -159,13 +159,16 @@ def results_table(summaries: list[dict], *, sources=()) -> str:
 
 
 def replace_marked_section(text: str, new_content: str, *, start=START_MARKER, end=END_MARKER) -> str:
-    """Swap what lies between the two markers (kept) for ``new_content``; the rest stays byte for byte."""
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+    """Swap what lies between the two marker *lines* (kept) for ``new_content``; the rest stays byte
+    for byte. Only a line that is exactly a marker counts, so prose may mention the markers."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == start]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
         raise ValueError(f"expected one '{start}' line followed by one '{end}' line; add them where the "
                          "results table should go")
-    head, rest = text.split(start)
-    _, tail = rest.split(end)
-    return f"{head}{start}\n{new_content.strip()}\n{end}{tail}"
+    head, tail = "".join(lines[:starts[0] + 1]), "".join(lines[ends[0]:])
+    return f"{head}{new_content.strip()}\n{tail}"
 
 
 def update_readme(readme, summary_paths) -> str:
