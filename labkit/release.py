@@ -121,8 +121,9 @@ def _files(source_root: Path):
 
 def build_student_edition(source_root: Path, out: Path) -> Release:
     """Write the student edition of ``source_root`` to ``out`` (replaced), then leak-scan it."""
-    if out.resolve() == source_root.resolve() or source_root.resolve() in out.resolve().parents and \
-            out.resolve().relative_to(source_root.resolve()).parts[0] in SHIPPED:
+    source, target = source_root.resolve(), out.resolve()
+    if target == source or any(target == source / entry or source / entry in target.parents
+                               for entry in SHIPPED):
         raise ValueError(f"--out {out} would overwrite the source kit; choose e.g. dist/student")
     if out.exists():
         shutil.rmtree(out)

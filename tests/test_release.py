@@ -71,6 +71,14 @@ def test_student_edition_keeps_checks_and_drops_tests_outputs_and_solutions(tmp_
     assert release.stubs == 2
 
 
+def test_release_refuses_to_write_over_the_source(tmp_path):
+    make_kit(tmp_path / "kit")
+    for out in (tmp_path / "kit", tmp_path / "kit" / "labkit" / "student"):
+        with pytest.raises(ValueError, match="overwrite"):
+            build_student_edition(tmp_path / "kit", out)
+    assert (tmp_path / "kit" / "labkit" / "metrics.py").exists()
+
+
 def test_leak_scan_catches_a_planted_solution_line(tmp_path):
     make_kit(tmp_path / "kit")
     release = build_student_edition(tmp_path / "kit", tmp_path / "student")
