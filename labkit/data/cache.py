@@ -79,6 +79,21 @@ def load_or_build_cache(
     return np.load(images_path, mmap_mode="r"), np.load(masks_path, mmap_mode="r")
 
 
+def cached_split(decode: Callable, count: int, *, cache: bool, cache_dir, root, tag: str,
+                 size: tuple[int, int] | None, source_files: Sequence[str | Path], progress: bool = True):
+    """The datasets' shared switch: ``None`` when caching is off, else the cached (images, masks).
+
+    Giving ``cache_dir`` turns caching on; the default place is ``ROOT/.labkit_cache``.
+    """
+    if not cache and cache_dir is None:
+        return None
+    if size is None:
+        raise ValueError("cache=True stores arrays of one size: give the image size as well.")
+    return load_or_build_cache(range(count), decode, progress=progress,
+                               cache_dir=cache_dir if cache_dir is not None else Path(root) / ".labkit_cache",
+                               tag=tag, size=size, source_files=source_files)
+
+
 def _build(ids, decode, images_path: Path, masks_path: Path, size, *, progress: bool) -> None:
     images_path.parent.mkdir(parents=True, exist_ok=True)
     height, width = size

@@ -42,7 +42,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
-from labkit.data.cache import load_or_build_cache
+from labkit.data.cache import cached_split
 from labkit.data.download import (ChecksumError, DatasetNotFoundError, download_url,
                                   extract_archive, how_to_get_message, md5sum)
 
@@ -267,15 +267,10 @@ class Cityscapes8(Dataset):
             raise ValueError(f"scale_range must be (min, max) with 1 <= min <= max, got {scale_range}: "
                              "zooming out would need padding with a label that is not in the image")
         self.scale_range = scale_range
-        self._cached = None
-        if cache or cache_dir is not None:
-            if self.size is None:
-                raise ValueError("cache=True stores arrays of one size: give size as well.")
-            self._cached = load_or_build_cache(
-                range(len(self.samples)), self.decode, progress=progress,
-                cache_dir=cache_dir if cache_dir is not None else self.root / ".labkit_cache",
-                tag=f"cityscapes-{self.layout}-{self.split}", size=self.size,
-                source_files=[path for pair in self.samples for path in pair])
+        self._cached = cached_split(self.decode, len(self.samples), cache=cache, cache_dir=cache_dir,
+                                    root=self.root, tag=f"cityscapes-{self.layout}-{self.split}",
+                                    size=self.size, progress=progress,
+                                    source_files=[path for pair in self.samples for path in pair])
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from labkit.data.cache import load_or_build_cache
+from labkit.data.cache import cached_split
 from labkit.data.download import (DatasetNotFoundError, download_url, extract_archive,
                                   how_to_get_message)
 
@@ -177,14 +177,9 @@ class OxfordIIITPet(Dataset):
                 f"{len(missing)} file(s) listed for split {split!r} are missing, first: "
                 f"{', '.join(map(str, missing[:3]))}. Re-extract the archives, or download again "
                 f"with labkit.data.pets.download({str(self.root)!r}).")
-        self._cached = None
-        if cache or cache_dir is not None:
-            if self.image_size is None:
-                raise ValueError("cache=True stores arrays of one size: give image_size as well.")
-            self._cached = load_or_build_cache(
-                range(len(self.names)), self.decode, progress=progress,
-                cache_dir=cache_dir if cache_dir is not None else self.root / ".labkit_cache",
-                tag=f"pets-{self.root.name}-{split}", size=self.image_size, source_files=files)
+        self._cached = cached_split(self.decode, len(self.names), cache=cache, cache_dir=cache_dir,
+                                    root=self.root, tag=f"pets-{self.root.name}-{split}",
+                                    size=self.image_size, source_files=files, progress=progress)
 
     def __len__(self) -> int:
         return len(self.names)
