@@ -81,7 +81,7 @@ def main(args) -> dict:
         data_root = cifar10.make_fixture(Path(tempfile.mkdtemp()) / "cifar10", n_train=500, n_test=200,
                                          seed=args.seed)
         args.batch_size = min(args.batch_size, 50)
-    train_loader, test_loader = cifar10.cifar10_loaders(data_root, batch_size=args.batch_size)
+    train_loader, _, test_loader = cifar10.cifar10_loaders(data_root, batch_size=args.batch_size)
     model = starting_model(args, train_loader, test_loader)
     start_accuracy = evaluate_classification(model, test_loader, device="cpu")["accuracy"]
 

@@ -27,7 +27,7 @@ def test_fixture_is_official_format_with_balanced_labels(fixture_root):
     with open(folder / "data_batch_1", "rb") as file:
         batch = pickle.load(file, encoding="latin1")
     assert batch["data"].dtype == np.uint8 and batch["data"].shape == (12, 3072)
-    train = cifar10.CIFAR10(fixture_root, "train")
+    train = cifar10.CIFAR10(fixture_root, "train", valid_size=0)  # every training image
     assert len(train) == 60 and train.images.dtype == torch.uint8
     assert train.images.shape == (60, 3, 32, 32)
     assert torch.bincount(train.labels).tolist() == [6] * 10
@@ -112,7 +112,7 @@ def test_augmentation_crops_with_zero_padding_and_flips():
 
 
 def test_loaders_shuffle_train_subset_and_keep_test_order(fixture_root):
-    train_loader, test_loader = cifar10.cifar10_loaders(fixture_root, batch_size=16, train_subset=20)
+    train_loader, _, test_loader = cifar10.cifar10_loaders(fixture_root, batch_size=16, train_subset=20)
     assert len(train_loader.dataset) == 20
     images, labels = next(iter(train_loader))
     assert images.shape == (16, 3, 32, 32) and labels.dtype == torch.int64
@@ -138,3 +138,20 @@ def test_download_without_network_or_mirror_explains_where_to_put_files(tmp_path
     monkeypatch.setenv("LABKIT_MIRROR", str(tmp_path / "empty-mirror"))
     with pytest.raises(DatasetNotFoundError, match="cifar-10-python.tar.gz"):
         cifar10.download(tmp_path / "data", progress=False)
+
+
+def test_valid_split_is_carved_from_train_disjoint_and_repeatable(fixture_root):
+    everything = cifar10.CIFAR10(fixture_root, "train", valid_size=0)
+    train, valid = cifar10.CIFAR10(fixture_root, "train"), cifar10.CIFAR10(fixture_root, "valid")
+    assert len(valid) == len(everything) // 5 and len(train) + len(valid) == len(everything)
+    seen = {bytes(image.numpy()) for image in train.images}
+    assert not any(bytes(image.numpy()) in seen for image in valid.images)  # no image in both
+    assert torch.equal(valid.images, cifar10.CIFAR10(fixture_root, "valid").images)
+    assert not torch.equal(valid.labels, cifar10.CIFAR10(fixture_root, "valid", seed=1).labels)
+
+
+def test_loaders_return_train_valid_and_test(fixture_root):
+    loaders = cifar10.cifar10_loaders(fixture_root, batch_size=16, valid_size=10)
+    assert [len(loader.dataset) for loader in loaders] == [
+        len(cifar10.CIFAR10(fixture_root, "train", valid_size=0)) - 10, 10,
+        len(cifar10.CIFAR10(fixture_root, "test"))]

@@ -80,7 +80,7 @@ def test_pruning_again_keeps_earlier_zeros_and_counts_unmasked_zeros():
 
 def test_fine_tuning_keeps_pruned_weights_at_zero(tmp_path):
     root = cifar10.make_fixture(tmp_path, n_train=40, n_test=20)
-    train_loader, _ = cifar10.cifar10_loaders(root, batch_size=20)
+    train_loader, _, _ = cifar10.cifar10_loaders(root, batch_size=20)
     model = resnet20()
     before = prune.prune_to(model, 0.8)
     prune.fine_tune(model, train_loader, epochs=1, lr=0.05, device="cpu", progress=False)
@@ -91,7 +91,7 @@ def test_fine_tuning_keeps_pruned_weights_at_zero(tmp_path):
 
 def test_schedule_reaches_its_final_target_on_the_fixture(tmp_path):
     root = cifar10.make_fixture(tmp_path, n_train=40, n_test=20)
-    train_loader, test_loader = cifar10.cifar10_loaders(root, batch_size=20)
+    train_loader, test_loader, _ = cifar10.cifar10_loaders(root, batch_size=20)
     model = resnet20()
     rows = prune.iterative_prune(model, train_loader, test_loader, targets=(0.5, 0.9),
                                  epochs_per_round=(0.5, 1), accuracy_floor=0.0, device="cpu",

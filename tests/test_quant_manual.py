@@ -228,7 +228,7 @@ def test_simulated_model_stays_within_one_point_of_fp32_on_a_fixture_trained_mod
     from labkit.train import fit
 
     root = make_fixture(tmp_path / "cifar10", n_train=500, n_test=200)
-    train_loader, test_loader = cifar10_loaders(root, batch_size=50, augment_train=False)
+    train_loader, _, test_loader = cifar10_loaders(root, batch_size=50, augment_train=False, valid_size=0)
     model = resnet20()
     fit(model, train_loader, loss_fn=nn.CrossEntropyLoss(), epochs=4, lr=3e-3, device="cpu", seed=0,
         progress=False, log=None)

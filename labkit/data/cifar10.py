@@ -6,6 +6,11 @@ Two layouts are read, and found automatically under ``root``:
     ROOT/{data_batch_1..5, test_batch, batches.meta}                       ROOT is that folder
     ROOT/{train,test}/<class name>/*.png|jpg                               image folders (Kaggle)
 
+Splits: ``"train"`` and ``"test"`` are the files' own; ``"valid"`` is carved from the training data
+(:func:`valid_indices`: a fixed random subset, ``min(5000, N // 5)`` images by default) and
+``"train"`` is then the rest, so a recipe can pick its best epoch, accuracy floor or calibration on
+``"valid"`` and report ``"test"`` once, at the end.
+
 A split is decoded once and held in memory as ONE uint8 tensor ``(N, 3, 32, 32)`` (the training
 set is 150 MB), so a CPU epoch spends its time in the model, not in decoding files.
 Samples are normalised as the course does: ``ToTensor`` then
@@ -19,13 +24,14 @@ Example (a synthetic set in the official format; the loader cannot tell the diff
     >>> train = CIFAR10(root, "train", augment=True)
     >>> image, label = train[0]
     >>> len(train), tuple(image.shape), image.dtype, type(label)
-    (50, (3, 32, 32), torch.float32, <class 'int'>)
+    (40, (3, 32, 32), torch.float32, <class 'int'>)
 """
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -55,7 +61,9 @@ FILE_MD5 = {
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SPLITS = ("train", "test")
+SPLITS = ("train", "valid", "test")
+FILE_SPLITS = ("train", "test")  # the splits stored in the files; "valid" is carved from "train"
+VALID_SIZE = 5000                # validation images carved from the training split (at most N // 5)
 
 
 # ----------------------------------------------------------------------------- finding the files
@@ -72,8 +80,8 @@ def find_layout(root: str | Path, split: str = "test") -> tuple[str, Path]:
 
     Raises ``DatasetNotFoundError`` (saying how to get the data) when neither layout is there.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in FILE_SPLITS:
+        raise ValueError(f"split must be one of {FILE_SPLITS}, got {split!r}")
     root = Path(root)
     batch_files = TRAIN_BATCHES if split == "train" else TEST_BATCHES
     for folder in (root / BATCHES_FOLDER, root):
@@ -164,6 +172,35 @@ def load_split(root: str | Path, split: str = "train") -> tuple[torch.Tensor, to
     return _load_folders(folder)
 
 
+def valid_indices(num_train: int, *, valid_size: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Indices of the training images held out for validation (sorted; the same for the same seed).
+
+    ``valid_size`` defaults to ``min(VALID_SIZE, num_train // 5)``; 0 holds out nothing.
+
+    Example:
+        >>> valid_indices(100, seed=0).shape
+        torch.Size([20])
+    """
+    if valid_size is None:
+        valid_size = min(VALID_SIZE, num_train // 5)
+    if not 0 <= valid_size < num_train:
+        raise ValueError(f"valid_size must be in [0, {num_train}) for {num_train} training images, "
+                         f"got {valid_size}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_train, generator=generator)[:valid_size].sort().values
+
+
+def _select(images: torch.Tensor, labels: torch.Tensor, split: str, *, valid_size: int | None,
+            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``"train"`` or ``"valid"`` part of the training images (``"test"`` passes through)."""
+    if split == "test":
+        return images, labels
+    held_out = torch.zeros(len(labels), dtype=torch.bool)
+    held_out[valid_indices(len(labels), valid_size=valid_size, seed=seed)] = True
+    keep = held_out if split == "valid" else ~held_out
+    return images[keep], labels[keep]
+
+
 # ----------------------------------------------------------------------------- samples
 def random_crop_flip(image: torch.Tensor, *, padding: int = 4) -> torch.Tensor:
     """``RandomCrop(32, padding)`` with zero padding, then a horizontal flip half of the time.
@@ -192,15 +229,22 @@ class CIFAR10(Dataset):
 
     Args:
         root: folder holding either layout (see the module docstring).
-        split: ``"train"`` (50,000 images) or ``"test"`` (10,000).
+        split: ``"train"`` (the training images not held out), ``"valid"`` (the held-out ones,
+            see :func:`valid_indices`) or ``"test"``. Official CIFAR-10: 45,000 / 5,000 / 10,000.
         augment: random crop (padding 4) and horizontal flip, for training.
+        valid_size, seed: how many training images ``"valid"`` holds (default
+            ``min(5000, N // 5)``; 0: ``"train"`` is every training image) and which.
 
     Attributes ``images`` (uint8 ``(N, 3, 32, 32)``), ``labels`` (int64 ``(N,)``) and ``classes``.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, augment: bool = False):
+    def __init__(self, root: str | Path, split: str = "train", *, augment: bool = False,
+                 valid_size: int | None = None, seed: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.augment = Path(root), split, augment
-        self.images, self.labels = load_split(root, split)
+        images, labels = load_split(root, "test" if split == "test" else "train")
+        self.images, self.labels = _select(images, labels, split, valid_size=valid_size, seed=seed)
         self.classes = CLASSES
 
     def __len__(self) -> int:
@@ -213,15 +257,25 @@ class CIFAR10(Dataset):
         return normalize(image), int(self.labels[index])
 
 
-def cifar10_loaders(root: str | Path, *, batch_size: int = 128, augment_train: bool = True,
-                    num_workers: int = 0, train_subset: int | None = None,
-                    seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """``(train_loader, test_loader)``: shuffled (optionally augmented) training set; test set in order.
+class CifarLoaders(NamedTuple):
+    """The three loaders of a recipe: fit on ``train``, decide on ``valid``, report ``test`` once."""
+    train: DataLoader
+    valid: DataLoader
+    test: DataLoader
 
-    ``train_subset`` keeps a random subset of that many training images (chosen with ``seed``), for
-    quick runs. The test loader uses the same batch size and no shuffling, as the course's test.
+
+def cifar10_loaders(root: str | Path, *, batch_size: int = 128, augment_train: bool = True,
+                    num_workers: int = 0, train_subset: int | None = None, valid_size: int | None = None,
+                    seed: int = 0) -> CifarLoaders:
+    """``(train, valid, test)`` loaders: shuffled (optionally augmented) training images, then the
+    held-out validation images and the test split in order (batch size as given, as the course's test).
+
+    ``valid_size`` and ``seed`` choose the validation images (:func:`valid_indices`);
+    ``train_subset`` keeps a random subset of that many training images (also by ``seed``), for
+    quick runs.
     """
-    train_set = CIFAR10(root, "train", augment=augment_train)
+    train_set = CIFAR10(root, "train", augment=augment_train, valid_size=valid_size, seed=seed)
+    valid_set = CIFAR10(root, "valid", valid_size=valid_size, seed=seed)
     test_set = CIFAR10(root, "test")
     if train_subset is not None and train_subset < len(train_set):
         generator = torch.Generator().manual_seed(seed)
@@ -231,9 +285,9 @@ def cifar10_loaders(root: str | Path, *, batch_size: int = 128, augment_train: b
     extra = {"persistent_workers": True} if num_workers > 0 else {}
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=num_workers,
                               pin_memory=pin_memory, **extra)
-    test_loader = DataLoader(test_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                             pin_memory=pin_memory, **extra)
-    return train_loader, test_loader
+    valid_loader, test_loader = (DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                            pin_memory=pin_memory, **extra) for data in (valid_set, test_set))
+    return CifarLoaders(train_loader, valid_loader, test_loader)
 
 
 # ----------------------------------------------------------------------------- getting the data
