@@ -21,7 +21,7 @@ def fixture_root(tmp_path_factory):
 
 
 def test_both_layouts_read_the_fixture_to_identical_images_and_label_maps(fixture_root):
-    for official_split, course_split in (("train", "training"), ("val", "validation")):
+    for official_split, course_split in (("training", "training"), ("val", "validation")):
         official = Cityscapes8(fixture_root, official_split, layout="official", size=SIZE)
         course = Cityscapes8(fixture_root, course_split, layout="course", size=SIZE)
         assert len(official) == len(course) > 0
@@ -34,6 +34,42 @@ def test_both_layouts_read_the_fixture_to_identical_images_and_label_maps(fixtur
 def test_fixture_scenes_hold_all_eight_categories(fixture_root):
     labels = torch.stack([label for _, label in Cityscapes8(fixture_root, "train", size=SIZE)])
     assert labels.unique().tolist() == list(range(8))
+
+
+def test_valid_is_a_fixed_part_of_the_training_frames_disjoint_from_train(tmp_path):
+    root = cityscapes.make_fixture(tmp_path, n_train=20, n_val=3, size=SIZE)
+    folder = Cityscapes8(root, "training", size=SIZE).samples
+    train = Cityscapes8(root, "train", size=SIZE).samples
+    valid = Cityscapes8(root, "valid", size=SIZE).samples
+    assert len(valid) == 3 and len(train) == 17  # 15 % of 20 frames
+    assert not set(train) & set(valid)
+    assert sorted(train + valid) == sorted(folder)
+    # repeatable: the same seed picks the same frames; another seed other frames
+    assert Cityscapes8(root, "valid", size=SIZE).samples == valid
+    assert Cityscapes8(root, "valid", size=SIZE, seed=1).samples != valid
+    assert cityscapes.valid_indices(20, seed=0) == cityscapes.valid_indices(20, seed=0)
+
+
+def test_test_split_is_the_validation_folder_and_valid_fraction_0_keeps_every_training_frame(fixture_root):
+    assert Cityscapes8(fixture_root, "test", size=SIZE).samples == Cityscapes8(fixture_root, "val", size=SIZE).samples
+    assert len(Cityscapes8(fixture_root, "train", size=SIZE, valid_fraction=0)) == 6
+    with pytest.raises(ValueError, match="valid_fraction > 0"):
+        Cityscapes8(fixture_root, "valid", size=SIZE, valid_fraction=0)
+    with pytest.raises(ValueError, match="leaves none"):
+        cityscapes.valid_indices(1, valid_fraction=0.5)
+
+
+def test_train_and_valid_caches_do_not_replace_each_other(fixture_root, tmp_path):
+    train = Cityscapes8(fixture_root, "train", size=SIZE, cache_dir=tmp_path, progress=False)
+    valid = Cityscapes8(fixture_root, "valid", size=SIZE, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.images.npy"))) == 2
+    assert torch.equal(train[0][1], Cityscapes8(fixture_root, "train", size=SIZE)[0][1])
+    assert torch.equal(valid[0][1], Cityscapes8(fixture_root, "valid", size=SIZE)[0][1])
+
+
+def test_a_size_given_as_text_is_refused_with_what_to_do(fixture_root):
+    with pytest.raises(ValueError, match="as_image_size"):
+        Cityscapes8(fixture_root, "val", size="[128, 256]")
 
 
 def test_items_are_unnormalised_images_and_int64_category_maps(fixture_root):
@@ -165,7 +201,7 @@ def test_download_fetches_from_a_mirror_folder(fixture_root, tmp_path, monkeypat
     _use_md5s_of(monkeypatch, archives)
     monkeypatch.setenv("LABKIT_MIRROR", str(tmp_path / "mirror"))
     root = cityscapes.download(tmp_path / "data", progress=False, keep_archives=False)
-    assert len(Cityscapes8(root, "train", size=SIZE)) == 6
+    assert len(Cityscapes8(root, "training", size=SIZE)) == 6
     assert not list(root.glob("*.zip"))
 
 

@@ -11,6 +11,20 @@ Course layout (the TA's re-packaged copy)::
     ROOT/<split>/image/0000.png
     ROOT/<split>/semantic_rgb/0000.png      colour label images          splits: training, validation
 
+Splits. A folder name (``"train"``/``"val"`` official, ``"training"``/``"validation"`` course; either
+name works on either layout) reads that whole folder. A recipe uses three splits instead, as the
+CIFAR-10 loader does (:mod:`labkit.data.cifar10`):
+
+* ``"train"`` — the training folder *minus* a held-out part;
+* ``"valid"`` — that held-out part: :func:`valid_indices`, a fixed random ``valid_fraction`` (15 %)
+  of the training frames, the same frames for the same ``seed``. Every decision (best epoch, early
+  stop, QAT checkpoint) is made here;
+* ``"test"`` — the validation folder (the course grades on it; the TA keeps its own test frames), so a
+  recipe reports it once, at the end.
+
+Note ``"val"`` is the *official folder* (= ``"test"``), not ``"valid"``. ``valid_fraction=0`` makes
+``"train"`` the whole training folder, as before.
+
 Label ids (0..33) and label colours both map to categories through the Cityscapes class table
 (torchvision's ``Cityscapes.classes``: each class has an ``id``, a ``category_id`` and a ``color``).
 Colours must match exactly; an unknown colour becomes void (0), as in the course's loader.
@@ -21,13 +35,15 @@ Example (a synthetic set written in both layouts from the same scenes)::
 
     >>> import tempfile
     >>> root = make_fixture(tempfile.mkdtemp(), n_train=4, n_val=2, size=(32, 64))
-    >>> official = Cityscapes8(root, "train", layout="official", size=(32, 64))
+    >>> official = Cityscapes8(root, "training", layout="official", size=(32, 64))
     >>> course = Cityscapes8(root, "training", layout="course", size=(32, 64))
     >>> image, label = official[0]
     >>> tuple(image.shape), tuple(label.shape), label.dtype
     ((3, 32, 64), (32, 64), torch.int64)
     >>> bool((course[0][1] == label).all())
     True
+    >>> len(Cityscapes8(root, "train", size=(32, 64))), len(Cityscapes8(root, "valid", size=(32, 64)))
+    (3, 1)
 """
 
 from __future__ import annotations
@@ -63,6 +79,8 @@ CATEGORY_COLORS = np.array([
 OFFICIAL_SPLITS = ("train", "val")
 COURSE_SPLITS = ("training", "validation")
 _OTHER_NAME = {"train": "training", "val": "validation", "training": "train", "validation": "val"}
+RECIPE_SPLITS = ("train", "valid", "test")  # train = training folder minus valid; test = validation folder
+VALID_FRACTION = 0.15  # share of the training frames held out as "valid"
 LAYOUTS = ("official", "course")
 
 # (file, official download page, MD5 the Cityscapes site publishes for it)
@@ -190,11 +208,37 @@ def download(root: str | Path, *, progress: bool = True, keep_archives: bool = T
 
 def _split_folder_name(split: str, layout: str) -> str:
     names = OFFICIAL_SPLITS if layout == "official" else COURSE_SPLITS
+    if split == "valid":  # the held-out part of the training folder
+        split = "train"
+    elif split == "test":  # the validation folder: the stand-in test split
+        split = "val"
     if split in names:
         return split
     if _OTHER_NAME.get(split) in names:  # "train" on the course layout means "training"
         return _OTHER_NAME[split]
-    raise ValueError(f"split must be one of {OFFICIAL_SPLITS + COURSE_SPLITS}, got {split!r}")
+    raise ValueError(f"split must be one of {RECIPE_SPLITS} (a recipe's splits) or a folder name "
+                     f"{OFFICIAL_SPLITS + COURSE_SPLITS}, got {split!r}")
+
+
+def valid_indices(num_frames: int, *, valid_fraction: float = VALID_FRACTION, seed: int = 0) -> list[int]:
+    """Sorted indices of the training frames held out as ``"valid"`` (same seed, same frames).
+
+    ``round(valid_fraction * num_frames)`` frames, at least 1 when ``valid_fraction > 0``, and
+    always at least one frame left for training; ``valid_fraction=0`` holds out nothing.
+
+    Example:
+        >>> valid_indices(20, valid_fraction=0.15, seed=0)
+        [4, 5, 13]
+    """
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction!r} "
+                         "(e.g. 0.15 holds out 15 % of the training frames; 0 holds out none)")
+    count = 0 if valid_fraction == 0 else max(1, round(valid_fraction * num_frames))
+    if count >= num_frames:
+        raise ValueError(f"valid_fraction={valid_fraction} of {num_frames} training frames leaves none "
+                         "to train on: lower it or add frames")
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_frames, generator=generator)[:count].tolist())
 
 
 def list_samples(root: str | Path, split: str, layout: str) -> list[tuple[Path, Path]]:
@@ -240,8 +284,13 @@ class Cityscapes8(Dataset):
 
     Args:
         root: dataset folder in the official or the course layout (see the module docstring).
-        split: ``"train"``/``"val"`` (official names) or ``"training"``/``"validation"`` (course
-            names); either name works on either layout.
+        split: a recipe split, ``"train"`` (training frames minus the held-out ones), ``"valid"``
+            (the held-out training frames, for every decision) or ``"test"`` (the validation
+            folder, reported once); or a whole folder by name: ``"training"``/``"validation"``
+            (course names) or ``"val"`` (official); either name works on either layout.
+        valid_fraction, seed: which training frames ``"valid"`` holds (:func:`valid_indices`:
+            15 % by default, fixed by ``seed``); ``valid_fraction=0``: ``"train"`` is every
+            training frame and ``"valid"`` is refused.
         layout: ``"auto"`` (from the folders present), ``"official"`` or ``"course"``.
         size: (H, W) to resize to, default the course's (256, 512); ``None`` keeps each file's size.
         augment: random horizontal flip and random scale-then-crop (zoom in by a factor drawn
@@ -251,16 +300,30 @@ class Cityscapes8(Dataset):
             still runs per item); needs `size`. ``cache_dir`` defaults to ``ROOT/.labkit_cache``.
 
     Each item: image float32 (3, H, W) in [0, 1]; label int64 (H, W) in 0..7 (``CATEGORY_NAMES``).
+    Attributes: ``split`` (the folder read, e.g. ``"training"``), ``part`` (``"train"``,
+    ``"valid"`` or ``"all"`` of that folder), ``samples`` (``(image path, label path)`` pairs).
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, layout: str = "auto",
                  size: tuple[int, int] | None = (256, 512), augment: bool = False,
                  scale_range: tuple[float, float] = (1.0, 1.5), cache: bool = False,
-                 cache_dir: str | Path | None = None, progress: bool = True):
+                 cache_dir: str | Path | None = None, progress: bool = True,
+                 valid_fraction: float = VALID_FRACTION, seed: int = 0):
         self.root = Path(root)
         self.layout = detect_layout(self.root) if layout == "auto" else layout
         self.split = _split_folder_name(split, self.layout)
-        self.samples = list_samples(self.root, self.split, self.layout)
+        samples = list_samples(self.root, self.split, self.layout)
+        self.part = split if split in ("train", "valid") else "all"
+        if self.part != "all":
+            if split == "valid" and valid_fraction == 0:
+                raise ValueError("split='valid' needs valid_fraction > 0 (e.g. 0.15): with 0 no "
+                                 "training frames are held out")
+            held_out = set(valid_indices(len(samples), valid_fraction=valid_fraction, seed=seed))
+            samples = [pair for i, pair in enumerate(samples) if (i in held_out) == (split == "valid")]
+        self.samples = samples
+        if size is not None and (isinstance(size, (str, bytes)) or len(size) != 2):
+            raise ValueError(f"size must be (H, W) as two integers, e.g. (256, 512), got {size!r}; "
+                             "parse a text value first (labkit.params.as_image_size)")
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.augment = augment
         if min(scale_range) < 1.0 or scale_range[0] > scale_range[1]:
@@ -268,7 +331,7 @@ class Cityscapes8(Dataset):
                              "zooming out would need padding with a label that is not in the image")
         self.scale_range = scale_range
         self._cached = cached_split(self.decode, len(self.samples), cache=cache, cache_dir=cache_dir,
-                                    root=self.root, tag=f"cityscapes-{self.layout}-{self.split}",
+                                    root=self.root, tag=f"cityscapes-{self.layout}-{self.split}-{self.part}",
                                     size=self.size, progress=progress,
                                     source_files=[path for pair in self.samples for path in pair])
 
