@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from labkit.io import load_into, load_state_dict_file, save_state_dict
 from labkit.models.quantized_resnet20 import (QuantizedActivation, QuantizedAvgPool, QuantizedConv2d,
-                                              QuantizedResNet20)
+                                              QuantizedReLU, QuantizedResNet20, course_names_for_old_keys)
 from labkit.models.resnet20 import resnet20
 from labkit.quant.manual import (MinMaxObserver, PerChannelMinMaxObserver, affine_qparams, calibrate,
                                  dequantize, fuse_conv_bn, quantize, quantize_resnet20, quantize_weight)
@@ -117,7 +117,7 @@ def test_quantized_conv_with_relu_matches_float_within_one_output_step():
     layer.set_weight(*quantize_weight(conv.weight.detach()))
     layer.set_bias(conv.bias.detach())
     with torch.no_grad():
-        w_q = layer.weight
+        w_q = layer.weight_int8
         expected = torch.relu(nn.functional.conv2d(
             x_hat, dequantize(w_q, layer.weight_scale, layer.weight_zero_point), conv.bias, padding=1))
     out_scale, _ = affine_qparams(torch.tensor(0.0), expected.max())
@@ -139,13 +139,13 @@ def test_setters_reject_wrong_dtypes_and_shapes():
     layer = QuantizedConv2d(3, 4, 3, padding=1, relu=True)
     weight = torch.zeros(4, 3, 3, 3, dtype=torch.int8)
     scale, zero_point = torch.ones(4, 1, 1, 1), torch.zeros(4, 1, 1, 1, dtype=torch.int32)
-    with pytest.raises(TypeError, match="weight must have dtype torch.int8, got torch.float32"):
+    with pytest.raises(TypeError, match="weight_int8 must have dtype torch.int8, got torch.float32"):
         layer.set_weight(weight.float(), scale, zero_point)
     with pytest.raises(TypeError, match="weight_scale must have dtype torch.float32"):
         layer.set_weight(weight, scale.double(), zero_point)
     with pytest.raises(TypeError, match="weight_zero_point must have dtype torch.int32"):
         layer.set_weight(weight, scale, zero_point.long())
-    with pytest.raises(ValueError, match=r"weight must have shape \(4, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"weight_int8 must have shape \(4, 3, 3, 3\)"):
         layer.set_weight(weight[:2], scale, zero_point)
     with pytest.raises(TypeError, match="bias_fp32 must have dtype torch.float32"):
         layer.set_bias(torch.zeros(4, dtype=torch.float64))
@@ -153,40 +153,40 @@ def test_setters_reject_wrong_dtypes_and_shapes():
         layer.set_output_qparams(torch.tensor(0.1), torch.tensor(0))
     with pytest.raises(ValueError, match="ReLU has output_zero_point 0"):
         layer.set_output_qparams(torch.tensor(0.1), torch.tensor(5, dtype=torch.int32))
-    with pytest.raises(TypeError, match="input_scale must have dtype torch.float32"):
-        QuantizedResNet20().set_input_qparams(torch.tensor(1.0, dtype=torch.float64),
-                                              torch.tensor(0, dtype=torch.int32))
+    with pytest.raises(TypeError, match="output_scale must have dtype torch.float32"):
+        QuantizedResNet20().quant.set_output_qparams(torch.tensor(1.0, dtype=torch.float64),
+                                                     torch.tensor(0, dtype=torch.int32))
 
 
 def test_loading_a_float_weight_into_the_int8_buffer_is_refused():
     state = QuantizedResNet20().state_dict()
-    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"].float()
-    with pytest.raises(TypeError, match="layer1.0.conv1.weight has dtype torch.float32, expected torch.int8"):
+    state["layer1.0.conv1.weight_int8"] = state["layer1.0.conv1.weight_int8"].float()
+    with pytest.raises(TypeError, match="layer1.0.conv1.weight_int8 has dtype torch.float32, expected torch.int8"):
         QuantizedResNet20().load_state_dict(state)
 
 
 def expected_keys() -> list[str]:
-    conv = ["bias_fp32", "weight", "weight_scale", "weight_zero_point", "output_scale", "output_zero_point"]
-    keys = ["input_scale", "input_zero_point"] + [f"conv1.{name}" for name in conv]
+    """The course's 150 keys, written out from course-facts.md (the JSON schema test compares the file)."""
+    conv = ["bias_fp32", "weight_int8", "weight_scale", "weight_zero_point", "output_scale", "output_zero_point"]
+    keys = ["quant.output_scale", "quant.output_zero_point"] + [f"conv1.{name}" for name in conv]
     for stage in (1, 2, 3):
         for block in range(3):
             prefix = f"layer{stage}.{block}"
             keys += [f"{prefix}.conv1.{name}" for name in conv] + [f"{prefix}.conv2.{name}" for name in conv]
             if stage > 1 and block == 0:
-                keys += [f"{prefix}.downsample.{name}" for name in conv]
+                keys += [f"{prefix}.downsample.0.{name}" for name in conv]
             keys += [f"{prefix}.add.output_scale", f"{prefix}.add.output_zero_point"]
-    return keys + ["fc.bias_fp32", "fc.weight", "fc.weight_scale", "fc.weight_zero_point"]
+    return keys + ["fc.bias_fp32", "fc.weight_int8", "fc.weight_scale", "fc.weight_zero_point"]
 
 
-def test_state_dict_keys_mirror_resnet20_with_the_course_names():
+def test_state_dict_keys_are_the_course_names():
     state = QuantizedResNet20().state_dict()
-    assert list(state) == expected_keys()
-    assert state["layer2.0.downsample.weight"].shape == (32, 16, 1, 1)
+    assert list(state) == expected_keys() and len(state) == 150
+    assert state["layer2.0.downsample.0.weight_int8"].shape == (32, 16, 1, 1)
     assert state["conv1.weight_scale"].shape == (16, 1, 1, 1)
-    assert (state["fc.weight"].dtype, state["fc.weight_scale"].shape) == (torch.int8, (10, 1))
+    assert (state["fc.weight_int8"].dtype, state["fc.weight_scale"].shape) == (torch.int8, (10, 1))
     dtypes = {key.rsplit(".", 1)[-1]: value.dtype for key, value in state.items()}
-    assert dtypes == {"input_scale": torch.float32, "input_zero_point": torch.int32,
-                      "bias_fp32": torch.float32, "weight": torch.int8, "weight_scale": torch.float32,
+    assert dtypes == {"bias_fp32": torch.float32, "weight_int8": torch.int8, "weight_scale": torch.float32,
                       "weight_zero_point": torch.int32, "output_scale": torch.float32,
                       "output_zero_point": torch.int32}
 
@@ -194,7 +194,7 @@ def test_state_dict_keys_mirror_resnet20_with_the_course_names():
 def test_calibration_observes_every_quantized_output_by_layer_name():
     observers = calibrate(resnet20().eval(), [(torch.randn(4, 3, 32, 32), None)])
     with_output_qparams = {key.rsplit(".", 1)[0] for key in expected_keys() if key.endswith("output_scale")}
-    assert set(observers) == with_output_qparams | {"input"}
+    assert set(observers) == with_output_qparams and "quant" in observers
     assert observers["layer1.0.conv1"].min_val.item() == 0.0  # observed after its ReLU
 
 
@@ -219,7 +219,39 @@ def test_state_dict_round_trip_into_an_empty_model_with_weights_only(random_quan
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(reloaded(images), quantized(images))
-    assert reloaded.state_dict()["layer3.0.conv2.weight"].dtype == torch.int8
+    assert reloaded.state_dict()["layer3.0.conv2.weight_int8"].dtype == torch.int8
+
+
+def test_quantized_relu_clamps_at_the_zero_point_and_keeps_the_qparams():
+    values = torch.tensor([0, 2, 3, 9], dtype=torch.uint8)
+    scale, zero_point = torch.tensor(0.5), torch.tensor(3, dtype=torch.int32)
+    out = QuantizedReLU()(QuantizedActivation(values, scale, zero_point))
+    assert out.values.tolist() == [3, 3, 3, 9] and out.values.dtype == torch.uint8
+    assert torch.equal(out.dequantize(), torch.relu(QuantizedActivation(values, scale, zero_point).dequantize()))
+
+
+def old_labkit_names(state: dict) -> dict:
+    """The same tensors under labkit 0.1's first names (input_scale, conv1.weight, downsample.*)."""
+    old = {}
+    for key, value in state.items():
+        key = key.replace("quant.output_", "input_").replace("downsample.0.", "downsample.")
+        old[key.replace(".weight_int8", ".weight")] = value
+    return old
+
+
+def test_old_labkit_names_map_onto_the_course_names_with_the_same_outputs(random_quantized_model):
+    _, quantized = random_quantized_model
+    old = old_labkit_names(quantized.state_dict())
+    assert {"input_scale", "conv1.weight", "layer2.0.downsample.weight"} <= set(old)
+    renames = course_names_for_old_keys(old)
+    assert renames["input_zero_point"] == "quant.output_zero_point"
+    assert renames["layer3.0.downsample.output_scale"] == "layer3.0.downsample.0.output_scale"
+    assert renames["fc.weight"] == "fc.weight_int8" and "fc.bias_fp32" not in renames
+    reloaded = load_into(QuantizedResNet20(), {renames.get(k, k): v for k, v in old.items()}).eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded(images), quantized(images))
+    assert course_names_for_old_keys(quantized.state_dict()) == {}
 
 
 def test_simulated_model_stays_within_one_point_of_fp32_on_a_fixture_trained_model(tmp_path):

@@ -1,7 +1,9 @@
 """Post-training quantization by hand: observers, scale and zero point, Conv-BN fusion, calibration.
 
 No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` / ``torch.max``
-are. The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`.
+are. The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`, whose
+state_dict has the course's names (``quant.output_scale``, ``conv1.weight_int8``,
+``layer2.0.downsample.0.*``, ...), so its file is what the course's check loads.
 
 Affine quantization maps a real range ``[min, max]`` onto the integers ``[q_min, q_max]``::
 
@@ -21,6 +23,8 @@ Example:
     >>> int8_model = quantize_resnet20(float_model, calibration)
     >>> int8_model(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
+    >>> int8_model.state_dict()["layer2.0.downsample.0.weight_int8"].dtype
+    torch.int8
 """
 from __future__ import annotations
 
@@ -151,7 +155,7 @@ def _conv_bn_pairs(model: CifarResNet) -> dict[str, tuple[nn.Conv2d, nn.BatchNor
             pairs[f"{prefix}.conv1"] = (block.conv1, block.bn1, True)
             pairs[f"{prefix}.conv2"] = (block.conv2, block.bn2, False)
             if block.downsample is not None:
-                pairs[f"{prefix}.downsample"] = (block.downsample[0], block.downsample[1], False)
+                pairs[f"{prefix}.downsample.0"] = (block.downsample[0], block.downsample[1], False)
     return pairs
 
 
@@ -160,14 +164,15 @@ def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None,
               device="cpu") -> dict[str, MinMaxObserver]:
     """Run calibration images through the float ResNet-20 and observe every activation's range.
 
-    Returns one observer per quantized layer output, named like the layers of
-    :class:`QuantizedResNet20`: ``"input"``, ``"conv1"``, ``"layer1.0.conv1"``, ...,
-    ``"layer2.0.downsample"``, ``"layer1.0.add"``. Outputs followed by a ReLU are observed
-    after it (their range starts at 0). ``loader`` yields ``(images (N, 3, 32, 32), labels)``.
+    Returns one observer per module of :class:`QuantizedResNet20` with output qparams, under
+    its name: ``"quant"`` (the input images), ``"conv1"``, ``"layer1.0.conv1"``, ...,
+    ``"layer2.0.downsample.0"``, ``"layer1.0.add"``. Outputs followed by a ReLU are observed
+    after it (their range starts at 0; for an ``add`` that is the block's output, so its
+    zero point is 0). ``loader`` yields ``(images (N, 3, 32, 32), labels)``.
     """
     model = model.eval().to(device)
-    observers = {"input": MinMaxObserver()}
-    handles = [model.conv1.register_forward_pre_hook(lambda module, args: observers["input"](args[0]))]
+    observers = {"quant": MinMaxObserver()}
+    handles = [model.conv1.register_forward_pre_hook(lambda module, args: observers["quant"](args[0]))]
 
     def observe(name: str, relu: bool):
         observers[name] = MinMaxObserver()
@@ -178,7 +183,7 @@ def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None,
         handles.append(bn.register_forward_hook(observe(name, relu)))
     for stage in ("layer1", "layer2", "layer3"):
         for index, block in enumerate(getattr(model, stage)):
-            # A block returns relu(conv path + shortcut): the quantized add's output.
+            # A block returns relu(conv path + shortcut): the quantized add's output after its relu.
             handles.append(block.register_forward_hook(observe(f"{stage}.{index}.add", relu=False)))
     try:
         for batch_index, (images, _) in enumerate(loader):
@@ -203,17 +208,14 @@ def quantize_resnet20(float_model: CifarResNet, calibration_loader, *, num_batch
     observers = calibrate(float_model, calibration_loader, num_batches=num_batches, device=device)
     float_model.cpu()
     quantized = QuantizedResNet20(num_classes=float_model.fc.out_features)
-    quantized.set_input_qparams(*observers["input"].qparams())
     layers = dict(quantized.named_modules())
     for name, (conv, bn, _) in _conv_bn_pairs(float_model).items():
         layer: QuantizedConv2d = layers[name]
         weight, bias = fuse_conv_bn(conv, bn)
         layer.set_weight(*quantize_weight(weight))
         layer.set_bias(bias)
-        layer.set_output_qparams(*observers[name].qparams())
-    for name, observer in observers.items():
-        if name.endswith(".add"):
-            layers[name].set_output_qparams(*observer.qparams())
+    for name, observer in observers.items():  # quant, every conv, every add
+        layers[name].set_output_qparams(*observer.qparams())
     quantized.fc.set_weight(*quantize_weight(float_model.fc.weight.detach()))
     quantized.fc.set_bias(float_model.fc.bias.detach().float())
     return quantized.eval()
