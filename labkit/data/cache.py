@@ -12,6 +12,13 @@ of every source file, so editing, adding or replacing a file makes a new cache (
 same tag and size is removed). Nothing here knows about a particular dataset: masks may hold any
 uint8 labels ({0, 1} for pets, 0..7 for Cityscapes).
 
+Where caches live (:func:`default_cache_dir`): never inside the dataset folder, which is often a
+read-only shared copy. The default is a per-user folder, ``$LABKIT_CACHE_DIR`` if set, else
+``$XDG_CACHE_HOME/labkit``, else ``~/.cache/labkit``, with one subfolder per dataset root
+(``<root name>-<hash of its resolved path>``) so two copies of a dataset never share or delete each
+other's caches; inside it the file names carry the split, the size and the fingerprint. When that
+folder cannot be written, the cache goes to a per-user temporary folder and a note says so.
+
 Example::
 
     >>> import numpy as np, tempfile
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +54,79 @@ def fingerprint(ids: Sequence, source_files: Sequence[str | Path]) -> str:
         stat = os.stat(path)
         digest.update(f"\n{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def user_cache_home() -> Path:
+    """The per-user base folder for labkit caches (not created here).
+
+    ``$LABKIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/labkit``, else ``~/.cache/labkit``.
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch.dict("os.environ", {"LABKIT_CACHE_DIR": "/tmp/my-caches"}):
+        ...     print(user_cache_home())
+        /tmp/my-caches
+    """
+    if os.environ.get("LABKIT_CACHE_DIR"):
+        return Path(os.environ["LABKIT_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "labkit"
+    return Path.home() / ".cache" / "labkit"
+
+
+def dataset_key(root: str | Path) -> str:
+    """``<root folder name>-<12 hex digits of its resolved path>``: one cache subfolder per dataset copy.
+
+    Example:
+        >>> dataset_key("/data/oxford-iiit-pet") == dataset_key("/data/../data/oxford-iiit-pet")
+        True
+        >>> dataset_key("/data/oxford-iiit-pet") == dataset_key("/other/oxford-iiit-pet")
+        False
+    """
+    resolved = Path(root).expanduser().resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    return f"{resolved.name or 'root'}-{digest}"
+
+
+def default_cache_dir(root: str | Path) -> Path:
+    """The writable folder that holds the caches of the dataset at `root` (created if needed).
+
+    ``user_cache_home() / dataset_key(root)``; if that cannot be written (a read-only home, a
+    sandbox), ``<temp dir>/labkit-cache-<user id>/dataset_key(root)`` with a printed note. Never a
+    folder inside `root`.
+
+    Example:
+        >>> import tempfile
+        >>> from unittest import mock
+        >>> with mock.patch.dict("os.environ", {"LABKIT_CACHE_DIR": tempfile.mkdtemp()}):
+        ...     folder = default_cache_dir("/data/oxford-iiit-pet")
+        ...     print(folder.parent == user_cache_home(), folder.is_dir(), folder.name[:16])
+        True True oxford-iiit-pet-
+    """
+    key = dataset_key(root)
+    preferred = user_cache_home() / key
+    if _writable_dir(preferred):
+        return preferred
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    fallback = Path(tempfile.gettempdir()) / f"labkit-cache-{user}" / key
+    if not _writable_dir(fallback):
+        raise PermissionError(f"no writable folder for the decoded-image cache: tried {preferred} and "
+                              f"{fallback}. Set LABKIT_CACHE_DIR to a folder you can write, or pass "
+                              "cache_dir=..., or turn caching off (cache=False).")
+    print(f"note: the cache folder {preferred} is not writable; caching in {fallback} instead "
+          "(set LABKIT_CACHE_DIR to choose another folder)")
+    return fallback
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Create `folder` if needed and check that a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError:
+        return False
+    return True
 
 
 def cache_paths(cache_dir: str | Path, tag: str, size: tuple[int, int], key: str) -> tuple[Path, Path]:
@@ -83,14 +164,16 @@ def cached_split(decode: Callable, count: int, *, cache: bool, cache_dir, root, 
                  size: tuple[int, int] | None, source_files: Sequence[str | Path], progress: bool = True):
     """The datasets' shared switch: ``None`` when caching is off, else the cached (images, masks).
 
-    Giving ``cache_dir`` turns caching on; the default place is ``ROOT/.labkit_cache``.
+    Giving ``cache_dir`` turns caching on and puts the files there; with ``cache=True`` and no
+    ``cache_dir`` they go to :func:`default_cache_dir` of `root` (a per-user folder, never inside
+    the dataset).
     """
     if not cache and cache_dir is None:
         return None
     if size is None:
         raise ValueError("cache=True stores arrays of one size: give the image size as well.")
     return load_or_build_cache(range(count), decode, progress=progress,
-                               cache_dir=cache_dir if cache_dir is not None else Path(root) / ".labkit_cache",
+                               cache_dir=cache_dir if cache_dir is not None else default_cache_dir(root),
                                tag=tag, size=size, source_files=source_files)
 
 
