@@ -3,12 +3,16 @@
     python checks/check_quantization.py --path 123_quantization.pt [--data data/cifar10]
         [--device auto] [--json]
 
-The file is the state_dict of :class:`labkit.models.quantized_resnet20.QuantizedResNet20`
-(int8 ``weight``, float32 ``weight_scale``, int32 ``weight_zero_point``, ``bias_fp32``,
-``output_scale`` / ``output_zero_point`` per layer). It is read with
+The file is the state_dict of :class:`labkit.models.quantized_resnet20.QuantizedResNet20`, whose
+150 keys are the course's INT8 ResNet-20 schema exactly (``quant.output_scale``, then per layer
+``bias_fp32``, int8 ``weight_int8``, float32 ``weight_scale``, int32 ``weight_zero_point``,
+``output_scale`` / ``output_zero_point``; shortcuts ``layer{2,3}.0.downsample.0.*``), so a file
+this check accepts is one the course's check accepts. It is read with
 ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly, dtypes included, into
-an empty ``QuantizedResNet20()``; no calibration happens here. Goal: test accuracy >= 90.0%
-(the course's). Exit codes: 0 goal achieved, 1 below it, 2 invalid file, 3 dataset missing.
+an empty ``QuantizedResNet20()``; no calibration happens here. A file with labkit 0.1's first
+names (``conv1.weight``, ``input_scale``, ``layer2.0.downsample.weight``) gets a hint listing the
+renames. Goal: test accuracy >= 90.0% (the course's). Exit codes: 0 goal achieved, 1 below it,
+2 invalid file, 3 dataset missing.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from labkit.data.cifar10 import CIFAR10  # noqa: E402
 from labkit.evaluate import evaluate_classification  # noqa: E402
 from labkit.grading import CheckResult, common_parser, load_submission, run_check  # noqa: E402
-from labkit.models.quantized_resnet20 import QuantizedResNet20  # noqa: E402
+from labkit.models.quantized_resnet20 import QuantizedResNet20, course_names_for_old_keys  # noqa: E402
 
 GOAL_ACCURACY = 90.0  # percent, the course's goal for the hand-made PTQ
 DEFAULT_DATA = "data/cifar10"
@@ -36,9 +40,34 @@ def build_parser():
     return parser
 
 
+def rename_hint(renames: dict[str, str]) -> str:
+    """'rename a -> b, c -> d, ...' for labkit 0.1's old INT8 names, the three kinds first."""
+    shown = {}
+    for old, new in renames.items():  # one example of each kind, then the rule
+        kind = ("input" if old.startswith("input_") else "downsample" if ".downsample." in old
+                else "weight")
+        shown.setdefault(kind, f"{old} -> {new}")
+    rules = [shown[kind] for kind in ("weight", "input", "downsample") if kind in shown]
+    if "input_zero_point" in renames:
+        rules.insert(rules.index(shown["input"]) + 1, "input_zero_point -> quant.output_zero_point")
+    return (f"this file uses labkit 0.1's old names for the INT8 ResNet-20 ({len(renames)} keys), not the "
+            "course's: rename " + ", ".join(rules) + " (every int8 <layer>.weight -> <layer>.weight_int8, "
+            "every layerN.0.downsample.* -> layerN.0.downsample.0.*); or rebuild with this labkit version "
+            "(labkit.quant.manual.quantize_resnet20) and save its state_dict again. "
+            "labkit.models.quantized_resnet20.course_names_for_old_keys(state_dict) gives every rename")
+
+
 def what_was_saved(state_dict: dict) -> str | None:
-    """A hint when the file is another model of this lab instead of the hand-quantized one."""
+    """A hint when the file is another model of this lab, or labkit's old INT8 names."""
     keys = set(state_dict)
+    renames = course_names_for_old_keys(state_dict)
+    if renames:
+        expected = set(QuantizedResNet20().state_dict())
+        still_wrong = expected ^ {renames.get(key, key) for key in keys}
+        if not still_wrong:
+            return rename_hint(renames)
+        return (rename_hint(renames) + f"; even renamed, {len(still_wrong)} keys differ from the course's "
+                f"(e.g. {sorted(still_wrong)[0]}): rebuilding is the way")
     if "bn1.running_mean" in keys:
         return ("this is a float ResNet-20 state_dict (it has BatchNorm keys); save the model that "
                 "labkit.quant.manual.quantize_resnet20 returns (BatchNorm fused, int8 weights)")

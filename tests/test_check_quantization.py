@@ -92,11 +92,54 @@ def test_a_float_resnet20_gets_the_architecture_error_and_a_hint(capsys, cifar_f
 
 def test_float_weights_under_the_right_names_are_refused_by_dtype(capsys, cifar_fixture, tmp_path):
     state = QuantizedResNet20().state_dict()
-    state["conv1.weight"] = state["conv1.weight"].float()
+    state["conv1.weight_int8"] = state["conv1.weight_int8"].float()
     path = save_state_dict(state, tmp_path / "wrong_dtype.pt")
     code, out = run(capsys, "--path", path, "--data", cifar_fixture)
     assert code == 2 and check.ARCHITECTURE_ERROR in out
-    assert "conv1.weight has dtype torch.float32, expected torch.int8" in out
+    assert "conv1.weight_int8 has dtype torch.float32, expected torch.int8" in out
+
+
+def old_labkit_names(state: dict) -> dict:
+    """The same tensors under labkit 0.1's first names (input_scale, conv1.weight, downsample.*)."""
+    old = {}
+    for key, value in state.items():
+        key = key.replace("quant.output_", "input_").replace("downsample.0.", "downsample.")
+        old[key.replace(".weight_int8", ".weight")] = value
+    return old
+
+
+def test_labkit_old_int8_names_get_the_architecture_error_and_the_renames(capsys, cifar_fixture, tmp_path):
+    path = save_state_dict(old_labkit_names(QuantizedResNet20().state_dict()), tmp_path / "old.pt")
+    code, out = run(capsys, "--path", path, "--data", cifar_fixture)
+    assert code == 2
+    assert out.splitlines()[:2] == [OOPS, check.ARCHITECTURE_ERROR]
+    for rename in ("conv1.weight -> conv1.weight_int8", "input_scale -> quant.output_scale",
+                   "input_zero_point -> quant.output_zero_point",
+                   "layer2.0.downsample.bias_fp32 -> layer2.0.downsample.0.bias_fp32"):
+        assert rename in out, rename
+    assert "rebuild with this labkit version" in out and "34 keys" in out
+
+
+def test_old_names_with_other_differences_still_say_what_else_is_wrong(capsys, cifar_fixture, tmp_path):
+    old = old_labkit_names(QuantizedResNet20().state_dict())
+    del old["fc.bias_fp32"]
+    path = save_state_dict(old, tmp_path / "old_and_broken.pt")
+    code, out = run(capsys, "--path", path, "--data", cifar_fixture)
+    assert code == 2 and "conv1.weight -> conv1.weight_int8" in out
+    assert "even renamed, 1 keys differ from the course's (e.g. fc.bias_fp32)" in out
+
+
+def test_a_file_of_exactly_the_course_schema_is_accepted_for_grading(capsys, cifar_fixture, tmp_path):
+    # Built from the course's JSON alone: zeros of each dtype and shape. Graded (10%), not refused.
+    schema = Path(__file__).resolve().parents[2] / "shared/docs/course-int8-resnet20-keys.json"
+    if not schema.is_file():
+        pytest.skip(f"{schema} not present (the course schema lives in ../shared beside the repo)")
+    state = {key: torch.zeros(shape, dtype=getattr(torch, dtype))
+             for key, dtype, shape in json.loads(schema.read_text())["keys"]}
+    path = save_state_dict(state, tmp_path / "course_schema.pt")
+    code, out = run(capsys, "--path", path, "--data", cifar_fixture, "--device", "cpu")
+    assert code == 1, out
+    assert out.splitlines()[:2] == [OOPS, "Your test accuracy is 10.00%, which is too low!"]
 
 
 def test_missing_dataset_is_an_environment_problem(capsys, tmp_path):
