@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from labkit.models.resnet20 import resnet20
-from labkit.quant.fx import calibration_sweep, measure_model, quantize_fx
+from labkit.quant.fx import (best_calibration, calibration_sweep, default_calibration_sizes, measure_model,
+                             quantize_fx)
 
 
 def image_set(count: int, seed: int = 0) -> TensorDataset:
@@ -83,8 +84,26 @@ def test_calibration_sweep_gives_one_row_per_size(float_model):
 
 
 def test_calibration_sweep_refuses_more_images_than_the_training_set(float_model):
-    with pytest.raises(ValueError, match=r"calibration sizes \[50\] exceed the 40 training images"):
+    with pytest.raises(ValueError, match=r"calibration sizes \[50\] exceed the 40 training images; "
+                                         r"use sizes up to 40, or None for the default sweep \[1, 5, 10, 40\]"):
         calibration_sweep(float_model, image_set(40), None, [10, 50], progress=False)
+
+
+@pytest.mark.parametrize("num_images, top", [(45000, 45000), (20000, 20000), (10000, 10000), (500, 500),
+                                             (7, 7)])
+def test_default_sweep_ends_at_all_the_training_images_there_are(num_images, top):
+    sizes = default_calibration_sizes(num_images)
+    assert sizes[-1] == top and max(sizes) == num_images
+    assert sizes == sorted(set(sizes)) and sizes[0] == 1
+    assert len(sizes) >= 5 or num_images < 50  # the lab asks for at least 5 sizes
+
+
+def test_the_kept_calibration_is_the_most_accurate_and_the_smaller_on_a_tie():
+    rows = [{"num_images": 1, "accuracy": 80.0}, {"num_images": 50, "accuracy": 91.2},
+            {"num_images": 500, "accuracy": 91.2}, {"num_images": 5000, "accuracy": 91.1}]
+    assert best_calibration(rows)["num_images"] == 50
+    with pytest.raises(ValueError, match="no sweep rows"):
+        best_calibration([])
 
 
 def test_int8_state_dict_is_about_a_quarter_of_the_float_one(float_model):

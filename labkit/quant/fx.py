@@ -77,27 +77,67 @@ def calibration_loader(train_dataset, num_images: int, *, seed: int = 0, batch_s
     return DataLoader(Subset(train_dataset, order[:num_images].tolist()), batch_size=batch_size)
 
 
-def calibration_sweep(model: nn.Module, train_dataset, test_loader, sizes, *, seed: int = 0,
-                      batch_size: int = 128, backend: str = "fbgemm", progress: bool = True) -> list[dict]:
-    """Quantize ``model`` with FX for each calibration size and measure the test accuracy.
+# The course's sweep; default_calibration_sizes ends it at however many training images there are.
+SWEEP_SIZES = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000)
 
-    The calibration images come from :func:`calibration_loader` with one ``seed``, so a larger
-    set contains every smaller one and only the size changes between rows. Sizes above
-    ``len(train_dataset)`` are refused.
+
+def default_calibration_sizes(num_images: int, *, sizes=SWEEP_SIZES) -> list[int]:
+    """The sweep for a training set of ``num_images``: the ``sizes`` below it, then all of them.
+
+    Example:
+        >>> default_calibration_sizes(20000)
+        [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 20000]
+        >>> default_calibration_sizes(500)
+        [1, 5, 10, 50, 100, 500]
+    """
+    if num_images < 1:
+        raise ValueError(f"the calibration set is empty (num_images={num_images}); point DATA_ROOT "
+                         "at a CIFAR-10 folder with training images")
+    return [size for size in sizes if size < num_images] + [num_images]
+
+
+def best_calibration(rows: list[dict]) -> dict:
+    """The sweep row to keep: the highest ``accuracy``; on a tie, the fewer calibration images.
+
+    Pass rows measured on a validation split: choosing on the test split would make the test
+    accuracy reported afterwards optimistic.
+
+    Example:
+        >>> best_calibration([{"num_images": 10, "accuracy": 90.0}, {"num_images": 100, "accuracy": 91.0},
+        ...                   {"num_images": 1000, "accuracy": 91.0}])["num_images"]
+        100
+    """
+    if not rows:
+        raise ValueError("no sweep rows to choose from; run calibration_sweep with at least one size")
+    return max(rows, key=lambda row: (row["accuracy"], -row["num_images"]))
+
+
+def calibration_sweep(model: nn.Module, train_dataset, eval_loader, sizes, *, seed: int = 0,
+                      batch_size: int = 128, backend: str = "fbgemm", progress: bool = True) -> list[dict]:
+    """Quantize ``model`` with FX for each calibration size and measure its accuracy on ``eval_loader``.
+
+    Pass the validation loader (a split carved from the training images, disjoint from
+    ``train_dataset``) when the sweep chooses a size (:func:`best_calibration`); the test split is
+    for the chosen model, once. The calibration images come from :func:`calibration_loader` with
+    one ``seed``, so a larger set contains every smaller one and only the size changes between
+    rows. Sizes above ``len(train_dataset)`` are refused (:func:`default_calibration_sizes` gives
+    a sweep that ends at all of them).
 
     Returns one row per size: ``{"num_images", "accuracy" (%), "seconds"}``, where ``seconds``
     is the time to prepare, calibrate and convert (not the evaluation).
     """
     too_large = [size for size in sizes if size > len(train_dataset)]
     if too_large:
-        raise ValueError(f"calibration sizes {too_large} exceed the {len(train_dataset)} training images")
+        raise ValueError(f"calibration sizes {too_large} exceed the {len(train_dataset)} training images; "
+                         f"use sizes up to {len(train_dataset)}, or None for the default sweep "
+                         f"{default_calibration_sizes(len(train_dataset))}")
     rows = []
     for size in tqdm(sizes, desc="calibration sizes", disable=not progress):
         loader = calibration_loader(train_dataset, size, seed=seed, batch_size=batch_size)
         started = time.perf_counter()
         int8_model = quantize_fx(model, loader, num_images=size, backend=backend)
         seconds = time.perf_counter() - started
-        accuracy = evaluate_classification(int8_model, test_loader, device="cpu")["accuracy"]
+        accuracy = evaluate_classification(int8_model, eval_loader, device="cpu")["accuracy"]
         rows.append({"num_images": size, "accuracy": accuracy, "seconds": seconds})
     return rows
 

@@ -12,19 +12,25 @@ import matplotlib.pyplot as plt
 
 
 def plot_calibration_sweep(rows: Sequence[dict], *, fp32_accuracy: float | None = None, ax=None,
-                           title: str = "FX INT8 accuracy vs. calibration images"):
-    """Test accuracy against the number of calibration images (log scale), FP32 as a dashed line.
+                           title: str = "FX INT8 accuracy vs. calibration images",
+                           split: str = "validation", chosen: int | None = None):
+    """Accuracy on ``split`` against the number of calibration images (log scale), FP32 dashed.
 
-    ``rows`` are :func:`labkit.quant.fx.calibration_sweep` rows (``num_images``, ``accuracy``).
+    ``rows`` are :func:`labkit.quant.fx.calibration_sweep` rows (``num_images``, ``accuracy``);
+    ``chosen`` marks the kept size (e.g. :func:`labkit.quant.fx.best_calibration`'s).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     sizes = [row["num_images"] for row in rows]
     ax.plot(sizes, [row["accuracy"] for row in rows], marker="o", label="INT8 (FX)")
+    if chosen is not None:
+        kept = next(row for row in rows if row["num_images"] == chosen)
+        ax.plot([chosen], [kept["accuracy"]], marker="*", markersize=14, linestyle="none",
+                label=f"kept: {chosen} images")
     if fp32_accuracy is not None:
         ax.axhline(fp32_accuracy, color="gray", linestyle="--", label=f"FP32 ({fp32_accuracy:.2f}%)")
     ax.set_xscale("log")
-    ax.set(xlabel="calibration images (training split)", ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel="calibration images (training split)", ylabel=f"{split} accuracy (%)", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return ax.figure
