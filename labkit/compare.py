@@ -2,7 +2,7 @@
 
 Lab 02 asks whether a ResNet-34 encoder beats the plain U-Net. A comparison is fair only when
 everything but the architecture is equal, so :func:`train_and_measure` builds the optimizer
-(AdamW), the schedule (cosine over the epochs) and the loss (BCE + soft Dice) itself from the same
+(AdamW), the schedule (cosine over the epochs, or one-cycle) and the loss (BCE + soft Dice) itself from the same
 keyword arguments, and seeds the data order and augmentations identically for every model. Each
 call returns one table row:
 
@@ -112,6 +112,30 @@ def seed_augmentations(loader, seed: int) -> bool:
     return True
 
 
+SCHEDULES = ("cosine", "onecycle")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str = "cosine", *, epochs: int,
+                   lr: float, steps_per_epoch: int):
+    """``(scheduler, stepped_per_batch)`` for ``schedule`` in :data:`SCHEDULES` (see
+    :func:`train_and_measure`); pass both to :func:`labkit.train.fit`.
+
+    Example:
+        >>> optimizer = torch.optim.AdamW(nn.Linear(2, 1).parameters(), lr=3e-3)
+        >>> scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=2, lr=3e-3,
+        ...                                      steps_per_epoch=5)
+        >>> type(scheduler).__name__, per_step
+        ('OneCycleLR', True)
+    """
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), False
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=max(1, steps_per_epoch),
+            pct_start=0.2), True
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
 def _image_size(loader) -> str:
     image = loader.dataset[0][0]
     return "x".join(str(side) for side in image.shape[-2:])
@@ -119,15 +143,15 @@ def _image_size(loader) -> str:
 
 def train_and_measure(name: str, model: nn.Module, loaders: Mapping, *, epochs: int,
                       lr: float = 1e-3, weight_decay: float = 1e-4,
-                      loss_fn: Callable | None = None, device="auto", seed: int | None = 0,
+                      schedule: str = "cosine", loss_fn: Callable | None = None, device="auto",
+                      seed: int | None = 0,
                       checkpoint_dir=None, resume: bool = False,
                       mac_input_size: tuple[int, ...] = MAC_INPUT_SIZE, progress: bool = True,
                       log: Callable | None = print) -> dict:
     """Train ``model`` with the comparison's fixed recipe, then measure quality and cost.
 
     The recipe is the same for every call with the same arguments: AdamW(``lr``,
-    ``weight_decay``), cosine decay of the learning rate over ``epochs``, ``loss_fn`` (default
-    BCE + soft Dice), and every RNG seeded with ``seed`` before the first epoch, the training
+    ``weight_decay``), the learning-rate ``schedule``, ``loss_fn`` (default BCE + soft Dice), and every RNG seeded with ``seed`` before the first epoch, the training
     transform's own one included (see :func:`seed_augmentations`), so all models see the same
     batches with the same augmentations. The best epoch by validation Dice is kept.
 
@@ -136,6 +160,10 @@ def train_and_measure(name: str, model: nn.Module, loaders: Mapping, *, epochs: 
         model: a binary-segmentation network, ``(N, 3, H, W)`` -> logits ``(N, 1, H, W)``.
             Seed before building it if the initial weights should be reproducible.
         loaders: ``{"train", "valid", "test"}`` DataLoaders of ``(images, masks)``.
+        schedule: ``"cosine"``: ``lr`` decays to 0 over ``epochs`` (stepped once per epoch).
+            ``"onecycle"``: ``OneCycleLR`` stepped every batch, warming up to the peak ``lr`` over
+            the first 20 % of the steps, then annealing to ~0 (the CPU recipes: a high peak
+            learning rate trains a small network in few epochs).
         checkpoint_dir, resume: as in :func:`labkit.train.fit`; use one folder per model.
         mac_input_size: input for the MAC count, (1, 3, 256, 256) by default.
 
@@ -150,13 +178,15 @@ def train_and_measure(name: str, model: nn.Module, loaders: Mapping, *, epochs: 
     # it made the optimizer step several times faster on a 2-core CPU (measured).
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
                                   fused=device.type in ("cpu", "cuda"))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    scheduler, per_step = make_scheduler(optimizer, schedule, epochs=epochs, lr=lr,
+                                         steps_per_epoch=len(loaders["train"]))
     if seed is not None:
         seed_augmentations(loaders["train"], seed)
     if not reset_peak_memory(device) and log:
         log("note: the CPU peak memory covers this whole process (cannot reset it on this OS)")
     result = fit(model, loaders["train"], loss_fn=loss_fn or BCEDiceLoss(), epochs=epochs,
-                 optimizer=optimizer, scheduler=scheduler, valid_loader=loaders["valid"],
+                 optimizer=optimizer, scheduler=scheduler, scheduler_per_step=per_step,
+                 valid_loader=loaders["valid"],
                  evaluate=evaluate_segmentation, monitor="dice", device=device, seed=seed,
                  checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, log=log)
     history = result["history"]

@@ -154,3 +154,16 @@ def test_comparison_plot_has_one_panel_per_column_and_one_bar_per_model():
 def test_comparison_plot_without_plottable_columns_says_what_is_missing():
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_comparison([{"model": "UNet"}])
+
+
+def test_onecycle_schedule_peaks_at_lr_and_is_stepped_every_batch(loaders):
+    result = measure(one_by_one_conv(), loaders, epochs=5, lr=0.1, schedule="onecycle")
+    lrs = [row["lr"] for row in result["history"]]  # after each epoch of 4 batches
+    assert lrs[0] == pytest.approx(0.1, rel=0.05)    # warm-up (20 % of 20 steps) ends at the peak
+    assert lrs == sorted(lrs, reverse=True)          # then it only anneals...
+    assert lrs[-1] < 0.02 * 0.1                      # ...to ~0 by the last batch
+
+
+def test_unknown_schedule_is_refused_naming_the_choices(loaders):
+    with pytest.raises(ValueError, match="cosine, onecycle"):
+        measure(one_by_one_conv(), loaders, schedule="linear")
