@@ -29,6 +29,7 @@ Example (a synthetic set in the official format; the loader cannot tell the diff
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 from typing import NamedTuple
@@ -214,6 +215,26 @@ def random_crop_flip(image: torch.Tensor, *, padding: int = 4) -> torch.Tensor:
     return crop.flip(-1) if torch.rand(()) < 0.5 else crop
 
 
+def random_crop_flip_batch(images: torch.Tensor, *, padding: int = 4,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`random_crop_flip` for a whole uint8 batch ``(N, 3, H, W)`` at once (each image its own crop/flip).
+
+    Example:
+        >>> random_crop_flip_batch(torch.zeros(5, 3, 32, 32, dtype=torch.uint8)).shape
+        torch.Size([5, 3, 32, 32])
+    """
+    count, _, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    top, left = torch.randint(0, 2 * padding + 1, (2, count, 1), generator=generator)
+    rows = top + torch.arange(height)                      # (N, H): the rows each crop keeps
+    cols = left + torch.arange(width)                      # (N, W)
+    flip = torch.rand(count, 1, generator=generator) < 0.5
+    cols = torch.where(flip, cols.flip(-1), cols)          # a flipped crop reads its columns backwards
+    batch = torch.arange(count)[:, None, None]
+    crops = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, 3)
+    return crops.permute(0, 3, 1, 2).contiguous()
+
+
 _MEAN_TENSOR = torch.tensor(MEAN).view(3, 1, 1)
 _STD_TENSOR = torch.tensor(STD).view(3, 1, 1)
 
@@ -255,6 +276,40 @@ class CIFAR10(Dataset):
         if self.augment:
             image = random_crop_flip(image)
         return normalize(image), int(self.labels[index])
+
+
+class BatchedLoader:
+    """Batches straight from a :class:`CIFAR10`'s uint8 tensor, augmented and normalised as a whole batch.
+
+    The same samples as ``DataLoader(dataset, batch_size, shuffle)`` (the same crop/flip
+    distribution when ``augment``), without a Python call per image: on a CPU that is where a small
+    network's data time goes. Yields ``(images float (N, 3, 32, 32), labels int64 (N,))``.
+
+    Example:
+        >>> import tempfile
+        >>> data = CIFAR10(make_fixture(tempfile.mkdtemp(), n_train=50, n_test=10), "test")
+        >>> [tuple(images.shape) for images, _ in BatchedLoader(data, batch_size=4)]
+        [(4, 3, 32, 32), (4, 3, 32, 32), (2, 3, 32, 32)]
+    """
+
+    def __init__(self, dataset: CIFAR10, *, batch_size: int = 128, shuffle: bool = False,
+                 augment: bool | None = None, seed: int | None = None):
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.augment = dataset.augment if augment is None else augment
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        count = len(self.dataset)
+        order = torch.randperm(count, generator=self.generator) if self.shuffle else torch.arange(count)
+        for start in range(0, count, self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            images = self.dataset.images[chosen]
+            if self.augment:
+                images = random_crop_flip_batch(images, generator=self.generator)
+            yield normalize(images), self.dataset.labels[chosen]
 
 
 class CifarLoaders(NamedTuple):
