@@ -122,9 +122,11 @@ def test_cache_equals_direct_decoding_and_survives_transforms(fixture_root, tmp_
     assert image.shape == (3, 32, 32) and set(mask.unique().tolist()) <= {0.0, 1.0}
 
 
-def test_cached_dataset_pickles_file_names_not_arrays(fixture_root, tmp_path):
+def test_cached_dataset_pickles_file_names_not_arrays(fixture_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE_DIR", str(tmp_path / "user-cache"))
     dataset = pets.OxfordIIITPet(fixture_root, "valid", image_size=32, cache=True, progress=False)
-    assert (fixture_root / ".labkit_cache").is_dir()  # the default cache folder
+    assert not (fixture_root / ".labkit_cache").exists()  # never inside the dataset folder
+    assert list((tmp_path / "user-cache").rglob("*.npy"))  # the per-user default cache folder
     pickled = pickle.dumps(dataset)
     assert len(pickled) < 2 * 32 * 32 * 4  # less than the pixels of the two valid samples
     copy = pickle.loads(pickled)
