@@ -5,17 +5,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-installed
 OUT ?= runs/demo
+# Real data for `make real`: a folder `shared` beside the clone (read-only is fine; see README).
+# params/real-cpu.yaml names these same places, as seen from notebooks/ (../../shared/...).
+REAL_DATA := ../shared/data
+REAL_MODELS := ../shared/models
+REAL_OUT ?= runs/real
+REAL_NEEDS := $(REAL_DATA)/oxford-iiit-pet-real $(REAL_DATA)/cifar10-real $(REAL_DATA)/cityscapes-real \
+	$(REAL_MODELS)/resnet20_cifar10_45k.pt
 export NO_ALBUMENTATIONS_UPDATE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup demo test smoke clean
+.PHONY: help setup demo test smoke real clean
 
 help:
 	@echo "make setup   create .venv with pinned torch/torchvision and labkit[dev]"
 	@echo "make demo    run notebook 01 (SMOKE) headless, then check the saved model"
 	@echo "make test    the whole test suite, incl. nbval over every notebook in SMOKE mode"
 	@echo "make smoke   run every notebook in SMOKE mode through 'python -m labkit run'"
+	@echo "make real    run every notebook in FULL mode on the real data in $(REAL_DATA), on the CPU"
+	@echo "             (params/real-cpu.yaml; aims at <= 60 min on 2 cores; writes $(REAL_OUT)/summary.json)"
 
 setup: $(STAMP)
 
@@ -44,6 +53,19 @@ test: setup
 
 smoke: setup
 	$(PY) -m labkit run --mode smoke --out runs/smoke
+
+real: setup
+	@if [ ! -d $(REAL_DATA) ]; then missing=" $(REAL_DATA)"; else missing=""; \
+		for path in $(REAL_NEEDS); do test -e "$$path" || missing="$$missing $$path"; done; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "make real: not found:$$missing (from $(CURDIR))"; \
+		echo "make real reads the real data from $(REAL_DATA) and $(REAL_MODELS): a folder 'shared' beside"; \
+		echo "this clone (see $(REAL_DATA)/README.md there). Elsewhere: copy params/real-cpu.yaml, change"; \
+		echo "its paths and run: $(PY) -m labkit run --mode full --params YOUR.yaml --out $(REAL_OUT)"; \
+		exit 1; \
+	fi
+	$(PY) -m labkit run --mode full --params params/real-cpu.yaml --out $(REAL_OUT)
+	@echo "README table: $(PY) -m labkit readme-table runs/smoke/summary.json $(REAL_OUT)/summary.json"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,10 +1,11 @@
 """``python -m labkit <command>`` (or the ``labkit`` script): the kit's command line.
 
     python -m labkit run --mode smoke --out runs/smoke      execute notebooks, write summary.json/.md
-    python -m labkit readme-table runs/smoke/summary.json   rewrite README.md's results table
+    python -m labkit readme-table runs/smoke/summary.json runs/real/summary.json
+                                                            rewrite README.md's results table
 
-Each command is a module with ``main(argv) -> exit code`` and its own argument parser; adding a
-command is one line in ``COMMANDS``. A module is imported only when its command runs, so
+Each command is a function ``main(argv) -> exit code`` with its own argument parser, named
+``"module"`` (its ``main``) or ``"module:function"``; adding a command is one line in ``COMMANDS``. A module is imported only when its command runs, so
 ``python -m labkit --help`` answers at once (no torch import).
 """
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module with main(argv), one-line help)
+# name -> ("module" with main(argv) or "module:function", one-line help)
 COMMANDS = {
     "run": ("labkit.runner", "execute notebooks with papermill; write summary.json and summary.md"),
-    "readme-table": ("labkit.course_targets", "rewrite README.md's per-lab results table from summaries"),
+    "readme-table": ("labkit.runner:readme_main",
+                     "rewrite README.md's results table from summaries (SMOKE and real-data rows)"),
     "grade": ("labkit.grade", "grade a folder of submissions: one check process each, CSV + JSON"),
     "release": ("labkit.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
     "doctor": ("labkit.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
@@ -41,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"labkit: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module_name, _, function_name = COMMANDS[name][0].partition(":")
+    command = getattr(importlib.import_module(module_name), function_name or "main")
     try:
-        return module.main(rest)
+        return command(rest)
     except (FileNotFoundError, ValueError) as error:  # a wrong argument or file: say what, no traceback
         print(f"labkit {name}: {error}", file=sys.stderr)
         return 2

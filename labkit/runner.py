@@ -17,7 +17,8 @@ Parameters, later sources win:
 5. ``SMOKE``, set by ``--mode`` (the kernel also gets ``LABKIT_SMOKE=1`` or ``0``).
 
 Relative paths in parameters are relative to the notebook's folder (like the notebooks' own defaults).
-Example ``params.yaml``::
+The optional ``timeouts`` section is not passed to the notebooks: seconds per notebook (``default`` for
+the rest), used unless ``--timeout`` is given. Example ``params.yaml``::
 
     global:
       DEVICE: cuda
@@ -26,11 +27,17 @@ Example ``params.yaml``::
       EPOCHS: 60
     03:                      # a number works too (quotes optional)
       STUDENT_ID: "123456"
+    timeouts:
+      default: 1200
+      03: 2400
 
 What lands in ``<out>``: ``<name>.ipynb`` (the executed notebook, with every output), ``<name>.log``
 (papermill's log, cell outputs included), ``<name>.params.yaml`` (the parameters it got), ``<name>/``
 (its OUT_DIR), and ``summary.json`` / ``summary.md``. Paths in the summary are relative to ``<out>``.
 Metrics are whatever the notebook passed to ``labkit.record`` (read back with ``collect_records``).
+The summary also says which data each notebook read (``data``: the folder name and resolved path of its
+``DATA_ROOT``, or the synthetic fixture in SMOKE mode) and on what machine (``cpu_model``,
+``usable_cores``, ``gpu``, ``omp_num_threads``), which is what ``python -m labkit readme-table`` shows.
 
 Example (Python)::
 
@@ -40,6 +47,7 @@ Example (Python)::
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -57,6 +65,7 @@ from labkit.record import collect_records
 from labkit.tables import format_table
 
 MODES = ("smoke", "full")
+TIMEOUTS = "timeouts"  # the params-file section with seconds per notebook (not a parameter)
 # seconds; SMOKE notebooks aim at ~90 s on 2 free CPU cores and took 213-392 s on a heavily shared one
 DEFAULT_SMOKE_TIMEOUT = 600
 ERROR_LINES = 15  # how much of a failed notebook's log goes into the summary
@@ -115,7 +124,35 @@ def load_params_file(path) -> dict:
         raise ValueError(f"{path}: expected sections of NAME: VALUE pairs, e.g.\n"
                          "global:\n  DEVICE: cuda\n01_unet_oxford_pet:\n  EPOCHS: 60")
     # YAML reads an unquoted 01: as the number 1; the section still means notebook "01_..."
-    return {f"{key:02d}" if isinstance(key, int) else str(key): section for key, section in content.items()}
+    content = {_section_key(key): section for key, section in content.items()}
+    if TIMEOUTS in content:
+        content[TIMEOUTS] = {_section_key(key): value for key, value in content[TIMEOUTS].items()}
+        for key, value in content[TIMEOUTS].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{path}: timeouts.{key} must be seconds (a number >= 0, 0 for none), "
+                                 f"got {value!r}")
+    return content
+
+
+def _section_key(key) -> str:
+    return f"{key:02d}" if isinstance(key, int) else str(key)
+
+
+def notebook_timeout(notebook_name: str, timeouts: dict | None, default: float | None) -> float | None:
+    """Seconds allowed for one notebook: its entry in ``timeouts`` (name or number), else
+    ``timeouts["default"]``, else `default`; 0 means none.
+
+    Example:
+        >>> notebook_timeout("03_pruning_cifar10", {"default": 600, "03": 2400}, None)
+        2400
+        >>> notebook_timeout("04_quantization_cifar10", {"default": 600, "03": 2400}, None)
+        600
+    """
+    timeouts = timeouts or {}
+    own = [key for key in timeouts if key != "default" and section_matches(key, notebook_name)]
+    if own:
+        return timeouts[max(own, key=len)] or None
+    return timeouts.get("default", default) or None
 
 
 def notebook_parameters(notebook_name: str, *, mode: str, out_dir, params_file: dict | None = None,
@@ -124,7 +161,8 @@ def notebook_parameters(notebook_name: str, *, mode: str, out_dir, params_file: 
     params_file = params_file or {}
     parameters = {"OUT_DIR": str(Path(out_dir).resolve() / notebook_name)}
     parameters.update(params_file.get("global", {}))
-    own_sections = [key for key in params_file if key != "global" and section_matches(key, notebook_name)]
+    own_sections = [key for key in params_file
+                    if key not in ("global", TIMEOUTS) and section_matches(key, notebook_name)]
     for key in sorted(own_sections, key=len):  # "01" first, then the more specific full name
         parameters.update(params_file[key])
     parameters.update(overrides or {})
@@ -138,22 +176,81 @@ def check_sections(params_file: dict, notebooks: list[Path], notebooks_dir) -> N
     """A section that names no notebook is a typo that would silently be ignored: refuse it."""
     names = {path.stem for path in notebooks} | {path.stem for path in Path(notebooks_dir).glob("*.ipynb")}
     for key in params_file:
-        if key != "global" and not any(section_matches(key, name) for name in names):
+        if key not in ("global", TIMEOUTS) and not any(section_matches(key, name) for name in names):
             raise ValueError(f"params section '{key}' matches no notebook ({', '.join(sorted(names))})")
+    for key in params_file.get(TIMEOUTS, {}):
+        if key != "default" and not any(section_matches(key, name) for name in names):
+            raise ValueError(f"timeouts entry '{key}' matches no notebook ({', '.join(sorted(names))})")
 
 
 # ----------------------------------------------------------------------------- running
 
 def describe_environment() -> dict:
-    """Host, versions and device, asked in a child process so this one never holds a CUDA context."""
+    """Host, versions, CPU and accelerator, asked in a child process so this one never holds a CUDA context.
+
+    ``cpu_cores`` is the machine's count, ``usable_cores`` the ones this process may run on (its
+    affinity, e.g. under ``taskset``), ``omp_num_threads`` the thread limit the notebooks inherit.
+    """
     probe = ("import json, torch; cuda = torch.cuda.is_available(); "
              "mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(); "
              "print(json.dumps({'torch': torch.__version__, 'device': torch.cuda.get_device_name(0) "
              "if cuda else 'mps' if mps else 'cpu'}))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     found = json.loads(result.stdout) if result.returncode == 0 else {"torch": None, "device": "unknown"}
+    from labkit.params import usable_cores
     return {"host": platform.node(), "python": platform.python_version(), **found,
-            "cpu_cores": os.cpu_count()}
+            "gpu": None if found["device"] in ("cpu", "mps", "unknown") else found["device"],
+            "cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "usable_cores": usable_cores(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def notebook_default(notebook, name: str):
+    """The value the notebook's ``parameters`` cell assigns to `name` (a literal), else ``None``."""
+    try:
+        cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return None
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell.get("source", []))
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return None
+            for node in tree.body:
+                if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                        and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
+                    try:
+                        return ast.literal_eval(node.value)
+                    except ValueError:
+                        return None
+    return None
+
+
+def dataset_used(notebook, parameters: dict, mode: str, metrics: dict | None = None) -> dict:
+    """``{"name", "root"}`` of the data a notebook read: a recorded ``dataset`` wins, SMOKE reads its
+    synthetic fixture, FULL its ``DATA_ROOT`` (relative to the notebook's folder, like the notebook)."""
+    metrics = metrics or {}
+    if isinstance(metrics.get("dataset"), str):
+        return {"name": metrics["dataset"], "root": metrics.get("data_root")}
+    if mode == "smoke":
+        return {"name": "synthetic fixture", "root": None}
+    root = parameters.get("DATA_ROOT", notebook_default(notebook, "DATA_ROOT"))
+    if not root:
+        return {"name": "?", "root": None}
+    path = Path(root) if Path(root).is_absolute() else Path(notebook).resolve().parent / root
+    return {"name": Path(root).name, "root": str(path.resolve())}
 
 
 def _kill_process_tree(process: subprocess.Popen) -> None:
@@ -231,14 +328,19 @@ def run_notebook(notebook, *, out_dir, parameters: dict, mode: str = "smoke",
     elif status == "failed":
         error = log_tail(log_path)
     return {"notebook": name, "status": status, "seconds": round(seconds, 1),
-            "device": metrics.get("device"), "metrics": metrics, "error": error,
+            "device": metrics.get("device"), "data": dataset_used(notebook, parameters, mode, metrics),
+            "metrics": metrics, "error": error, "timeout": timeout,
             "executed": executed.name, "log": log_path.name, "parameters": parameters}
 
 
 def run_notebooks(notebooks, *, out_dir, mode: str = "smoke", params_file: dict | None = None,
                   overrides: dict | None = None, timeout: float | None = None,
                   kernel: str = "python3", log=print) -> dict:
-    """Run each notebook in turn, carry on after failures; write and return the summary."""
+    """Run each notebook in turn, carry on after failures; write and return the summary.
+
+    `timeout` (seconds, per notebook) applies to every notebook; when it is ``None`` the params
+    file's ``timeouts`` section decides (see :func:`notebook_timeout`).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     notebooks, out_dir = [Path(path) for path in notebooks], Path(out_dir)
@@ -248,10 +350,14 @@ def run_notebooks(notebooks, *, out_dir, mode: str = "smoke", params_file: dict 
     for index, notebook in enumerate(notebooks, start=1):
         parameters = notebook_parameters(notebook.stem, mode=mode, out_dir=out_dir,
                                          params_file=params_file, overrides=overrides)
-        limit = f"timeout {timeout:g} s" if timeout else "no timeout"
+        if timeout is not None:  # given for every notebook; 0 means none
+            seconds = timeout or None
+        else:
+            seconds = notebook_timeout(notebook.stem, (params_file or {}).get(TIMEOUTS), None)
+        limit = f"timeout {seconds:g} s" if seconds else "no timeout"
         log(f"[{index}/{len(notebooks)}] {notebook.stem}: running ({limit}), log {out_dir / notebook.stem}.log")
         entry = run_notebook(notebook, out_dir=out_dir, parameters=parameters, mode=mode,
-                             timeout=timeout, kernel=kernel)
+                             timeout=seconds, kernel=kernel)
         if entry["device"] is None or str(entry["device"]).startswith("cuda"):
             entry["device"] = summary["device"]  # the GPU's name says more than "cuda"
         summary["notebooks"].append(entry)
@@ -281,7 +387,7 @@ def summary_markdown(summary: dict) -> str:
              "metrics": format_metrics(entry["metrics"]), "log": f"[log]({entry['log']})"}
             for entry in summary["notebooks"]]
     lines = [f"# labkit run, {summary['mode'].upper()} mode, started {summary['started']}", "",
-             f"host `{summary['host']}`, device {summary['device']}, {summary['cpu_cores']} CPU cores, "
+             f"host `{summary['host']}`, {machine_description(summary)}, "
              f"torch {summary['torch']}, python {summary['python']}", "", format_table(rows)]
     for entry in summary["notebooks"]:
         if entry["error"]:
@@ -293,6 +399,125 @@ def write_summary(summary: dict, out_dir) -> None:
     out_dir = Path(out_dir)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out_dir / "summary.md").write_text(summary_markdown(summary))
+
+
+# ----------------------------------------------------------------------------- README results table
+
+BOOKKEEPING = re.compile(r"exit_code|threads|seconds|epochs|pid")  # recorded, but not a result
+SPLIT_NAMES = {"test": "test", "valid": "valid", "val": "valid", "validation": "valid", "train": "train"}
+
+
+def machine_description(summary: dict, entry: dict | None = None) -> str:
+    """``CPU AMD EPYC 7B13, 1 of 2 cores, OMP_NUM_THREADS=1`` or ``NVIDIA H200; CPU ..., 16 cores``.
+
+    Example:
+        >>> machine_description({"device": "cpu", "cpu_model": "Xeon", "cpu_cores": 2, "usable_cores": 2})
+        'CPU Xeon, 2 cores'
+    """
+    device = str((entry or {}).get("device") or summary.get("device") or "?")
+    total, usable = summary.get("cpu_cores"), summary.get("usable_cores")
+    cores = f"{usable} of {total} cores" if usable and total and usable != total else f"{total or '?'} cores"
+    cpu = f"CPU {summary['cpu_model']}, {cores}" if summary.get("cpu_model") else f"cpu ({cores})"
+    if summary.get("omp_num_threads"):
+        cpu += f", OMP_NUM_THREADS={summary['omp_num_threads']}"
+    if device.startswith("cpu"):
+        extra = device[3:].strip()  # a notebook may record e.g. "cpu (2 threads)"
+        return f"{cpu} {extra}" if extra else cpu
+    return f"{summary.get('gpu') or device}; {cpu}"
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The recorded numbers worth a table cell: scalars, minus bookkeeping (times per epoch, exit codes)."""
+    return {name: value for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not BOOKKEEPING.search(name)}
+
+
+def metric_splits(metrics: dict) -> str:
+    """Which splits the metrics are on, read from their names (``test_dice``, ``task1_valid_miou``), with
+    the split sizes when the notebook recorded ``splits`` ({"test": 50, ...}).
+
+    Example:
+        >>> metric_splits({"test_dice": 0.8, "valid_dice": 0.82, "splits": {"train": 200, "test": 50}})
+        'test (50), valid'
+    """
+    found = []
+    for name in headline_metrics(metrics):
+        for token in re.split(r"[^a-z0-9]+", name.lower()):
+            split = SPLIT_NAMES.get(token)
+            if split and split not in found:
+                found.append(split)
+    sizes = metrics.get("splits") if isinstance(metrics.get("splits"), dict) else {}
+    order = ["test", "valid", "train"]
+    shown = [f"{split} ({sizes[split]})" if split in sizes else split
+             for split in sorted(found, key=order.index)]
+    return ", ".join(shown) or "not in the metric names"
+
+
+def _dataset_name(entry: dict, mode: str) -> str:
+    data = entry.get("data") or {}
+    if data.get("name"):
+        return data["name"]
+    if mode == "smoke":
+        return "synthetic fixture"
+    root = (entry.get("parameters") or {}).get("DATA_ROOT")
+    return Path(root).name if root else "?"
+
+
+def run_rows(summaries: list[dict]) -> list[dict]:
+    """One row per notebook per summary, grouped by notebook so a SMOKE row sits beside a FULL one."""
+    from labkit.course_targets import format_value
+    rows = []
+    for order, summary in enumerate(summaries):
+        mode = str(summary.get("mode", "?"))
+        for entry in summary.get("notebooks", []):
+            metrics = entry.get("metrics") or {}
+            shown = ", ".join(f"{name} {format_value(value)}" for name, value in headline_metrics(metrics).items())
+            if entry.get("status") != "ok":
+                shown = f"{shown} (run {entry.get('status')})".strip()
+            seconds = entry.get("seconds")
+            rows.append((entry["notebook"], order, {
+                "Notebook": entry["notebook"], "Mode": mode.upper(), "Data set": _dataset_name(entry, mode),
+                "Split": metric_splits(metrics), "Metrics": shown or "-",
+                "Hardware": machine_description(summary, entry),
+                "Minutes": f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "?",
+                "Date": str(summary.get("started", "?"))[:10]}))
+    return [row for _, _, row in sorted(rows, key=lambda item: item[:2])]
+
+
+def readme_table(summaries: list[dict], *, sources=()) -> str:
+    """The Markdown between the README markers: every run's rows, then the course goals (latest run per lab)."""
+    from labkit.course_targets import results_rows
+    command = "python -m labkit readme-table " + " ".join(str(source) for source in sources)
+    return "\n".join([
+        format_table(run_rows(summaries)), "",
+        "Course goals, from the latest run of each lab (SMOKE rows get no verdict: synthetic data):", "",
+        format_table(results_rows(summaries)), "",
+        f"Generated by `{command.strip()}` from `labkit.record` values in the executed notebooks and "
+        "the machine each summary describes; do not edit by hand."])
+
+
+def readme_main(argv: list[str] | None = None) -> int:
+    """``labkit readme-table SUMMARY_JSON ...``: rewrite README.md's results section (or ``--print`` it)."""
+    from labkit.course_targets import replace_marked_section
+    parser = argparse.ArgumentParser(prog="labkit readme-table",
+                                     description="Rewrite README.md's results table from run summaries "
+                                                 "(e.g. a SMOKE run and a FULL run on real data).")
+    parser.add_argument("summaries", nargs="+", metavar="SUMMARY_JSON", help="summary.json of a run")
+    parser.add_argument("--readme", default="README.md", help="the file with the results markers")
+    parser.add_argument("--print", action="store_true", help="only print the table")
+    args = parser.parse_args(argv)
+    summaries = []
+    for path in args.summaries:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such summary; make one with 'python -m labkit run ... --out DIR'")
+        summaries.append(json.loads(Path(path).read_text()))
+    table = readme_table(summaries, sources=args.summaries)
+    print(table)
+    if not args.print:
+        readme = Path(args.readme)
+        readme.write_text(replace_marked_section(readme.read_text(), table))
+        print(f"updated the results table in {readme}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- command line
@@ -309,8 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar=("NAME", "VALUE"), help="override one parameter (repeatable)")
     parser.add_argument("--out", help="output folder (default: runs/<date>_<time>)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help=f"seconds per notebook, 0 for none (default: {DEFAULT_SMOKE_TIMEOUT} in "
-                             "smoke mode, none in full mode)")
+                        help=f"seconds per notebook, 0 for none (default: the params file's 'timeouts' "
+                             f"section, else {DEFAULT_SMOKE_TIMEOUT} in smoke mode and none in full mode)")
     parser.add_argument("--notebooks-dir", default=None, help="where to look for notebooks")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     return parser
@@ -323,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = find_notebooks(args.notebooks, notebooks_dir=notebooks_dir)
     params_file = load_params_file(args.params) if args.params else {}
     check_sections(params_file, notebooks, notebooks_dir)
-    timeout = args.timeout if args.timeout is not None else (
-        DEFAULT_SMOKE_TIMEOUT if args.mode == "smoke" else None)
+    timeout = args.timeout  # None: the params file's timeouts, else the mode's default
+    if timeout is None and TIMEOUTS not in params_file:
+        timeout = DEFAULT_SMOKE_TIMEOUT if args.mode == "smoke" else 0
     out_dir = Path(args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S"))
     summary = run_notebooks(notebooks, out_dir=out_dir, mode=args.mode, params_file=params_file,
                             overrides={name: read_yaml_value(value) for name, value in args.parameter},

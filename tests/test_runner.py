@@ -1,5 +1,6 @@
 """``labkit run`` and ``labkit readme-table`` on tiny throwaway notebooks (a kernel start costs ~3 s)."""
 import json
+from pathlib import Path
 
 import nbformat
 import psutil
@@ -8,9 +9,10 @@ import yaml
 
 from labkit.cli import main
 from labkit.course_targets import END_MARKER, START_MARKER, replace_marked_section, results_rows
-from labkit.runner import (find_notebooks, load_params_file, notebook_parameters, read_yaml_value,
-                           run_notebooks)
+from labkit.runner import (check_sections, dataset_used, find_notebooks, load_params_file, notebook_parameters,
+                           notebook_timeout, read_yaml_value, run_notebooks, run_rows)
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS_CELL = 'import os\nSMOKE = os.environ.get("LABKIT_SMOKE") == "1"\nOUT_DIR = "runs/x"\n'
 
 
@@ -78,6 +80,8 @@ def test_summary_files_hold_status_metrics_and_paths(two_notebook_run):
     assert ok["metrics"]["accuracy"] == 42.5 and ok["seconds"] > 0
     assert ok["metrics"]["table"] == [{"epoch": 1}, {"epoch": 2}]
     assert (out_dir / ok["executed"]).is_file() and (out_dir / ok["log"]).is_file()
+    assert ok["data"] == {"name": "synthetic fixture", "root": None}  # SMOKE reads its fixture
+    assert summary["cpu_model"] and summary["usable_cores"] >= 1 and "gpu" in summary
     assert yaml.safe_load((out_dir / "02_records.params.yaml").read_text())["EPOCHS"] == 3
     markdown = (out_dir / "summary.md").read_text()
     assert "[02_records](02_records.ipynb)" in markdown  # links work from the summary's folder
@@ -195,3 +199,117 @@ def test_readme_without_markers_is_left_alone_with_a_clear_error():
 def test_cli_lists_its_commands_and_refuses_an_unknown_one(capsys):
     assert main([]) == 2 and "readme-table" in capsys.readouterr().out
     assert main(["grade-everything"]) == 2 and "unknown command" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- timeouts and data per notebook
+
+def test_a_params_timeouts_section_sets_seconds_per_notebook_and_is_not_a_parameter(tmp_path):
+    (tmp_path / "params.yaml").write_text("global: {A: 1}\n01: {B: 2}\ntimeouts: {default: 600, 01: 900}\n")
+    params_file = load_params_file(tmp_path / "params.yaml")
+    assert notebook_timeout("01_unet_oxford_pet", params_file["timeouts"], None) == 900
+    assert notebook_timeout("04_quantization_cifar10", params_file["timeouts"], None) == 600
+    assert notebook_timeout("04_quantization_cifar10", {"04": 0}, 300) is None  # 0: no limit
+    merged = notebook_parameters("01_unet_oxford_pet", mode="full", out_dir=tmp_path, params_file=params_file)
+    assert "timeouts" not in merged and "default" not in merged and merged["B"] == 2
+
+
+def test_a_timeouts_entry_naming_no_notebook_or_not_seconds_is_refused(tmp_path):
+    (tmp_path / "01_a.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="timeouts entry '07'"):
+        check_sections({"timeouts": {"07": 60}}, [tmp_path / "01_a.ipynb"], tmp_path)
+    (tmp_path / "bad.yaml").write_text("timeouts: {01: ten minutes}\n")
+    with pytest.raises(ValueError, match="timeouts.01 must be seconds"):
+        load_params_file(tmp_path / "bad.yaml")
+
+
+def test_the_data_a_notebook_read_is_its_data_root_seen_from_the_notebook_folder(tmp_path):
+    notebook = write_notebook(tmp_path / "01_x.ipynb", PARAMETERS_CELL + 'DATA_ROOT = "../data/pets"\n')
+    assert dataset_used(notebook, {"DATA_ROOT": "../../shared/data/pets-real"}, "full") == {
+        "name": "pets-real", "root": str((tmp_path / "../../shared/data/pets-real").resolve())}
+    assert dataset_used(notebook, {}, "full")["name"] == "pets"  # the notebook's own default
+    assert dataset_used(notebook, {"DATA_ROOT": "/x/pets-real"}, "smoke")["name"] == "synthetic fixture"
+    assert dataset_used(notebook, {}, "full", {"dataset": "cifar10 (torchvision)"})["name"] == "cifar10 (torchvision)"
+
+
+# ----------------------------------------------------------------------------- README rows per run
+
+MACHINE = {"cpu_model": "Intel Xeon Platinum 8481C", "cpu_cores": 2, "usable_cores": 1, "gpu": None,
+           "omp_num_threads": "1"}
+
+
+def machine_summary(mode, date, entries, **machine):
+    return {"started": f"{date}T09:00:00+00:00", "mode": mode, "device": machine.pop("device", "cpu"),
+            **MACHINE, **machine, "notebooks": entries}
+
+
+def run_entry(name, metrics, *, seconds=90.0, status="ok", data=None, device="cpu"):
+    return {"notebook": name, "status": status, "seconds": seconds, "device": device, "metrics": metrics,
+            "data": data or {"name": "synthetic fixture", "root": None}}
+
+
+def test_readme_table_puts_real_data_rows_beside_smoke_rows(tmp_path):
+    smoke = machine_summary("smoke", "2026-12-01", [
+        run_entry("01_unet_oxford_pet", {"test_dice": 0.9784, "valid_dice": 0.97, "seconds_per_epoch": 2.0}),
+        run_entry("04_quantization_cifar10", {"hand_accuracy": 100.0})])
+    real = machine_summary("full", "2026-12-02", [
+        run_entry("01_unet_oxford_pet", {"test_dice": 0.8012, "valid_dice": 0.8123, "device": "cpu",
+                                         "splits": {"train": 225, "valid": 25, "test": 50}},
+                  seconds=612.0, data={"name": "oxford-iiit-pet-real", "root": "/w/shared/data/oxford-iiit-pet-real"}),
+        run_entry("04_quantization_cifar10", {"fp32_accuracy": 91.54, "hand_accuracy": 91.5},
+                  seconds=95.0, status="timeout", data={"name": "cifar10-real", "root": None})])
+    paths = [tmp_path / "smoke.json", tmp_path / "real.json"]
+    for path, summary in zip(paths, (smoke, real)):
+        path.write_text(json.dumps(summary))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert main(["readme-table", str(paths[0]), str(paths[1]), "--readme", str(readme)]) == 0
+    table = readme.read_text().split(START_MARKER)[1].split(END_MARKER)[0]
+    lines = [line for line in table.splitlines() if line.startswith("| 0")]
+    assert [line.split("|")[1].strip() + " " + line.split("|")[2].strip() for line in lines[:4]] == [
+        "01_unet_oxford_pet SMOKE", "01_unet_oxford_pet FULL",
+        "04_quantization_cifar10 SMOKE", "04_quantization_cifar10 FULL"]  # side by side per notebook
+    real_unet = [cell.strip() for cell in lines[1].split("|")[1:-1]]
+    assert real_unet == ["01_unet_oxford_pet", "FULL", "oxford-iiit-pet-real", "test (50), valid (25)",
+                         "test_dice 0.8012, valid_dice 0.8123",
+                         "CPU Intel Xeon Platinum 8481C, 1 of 2 cores, OMP_NUM_THREADS=1", "10.2", "2026-12-02"]
+    assert "synthetic fixture" in lines[0] and "seconds_per_epoch" not in lines[0]
+    assert "(run timeout)" in lines[3] and "not in the metric names" in lines[3]
+    assert "01 UNet, Oxford-IIIT Pet" in table  # the course-goal table follows
+    assert f"readme-table {paths[0]} {paths[1]}`" in table
+
+
+def test_run_rows_render_any_recorded_metric_and_skip_bookkeeping():
+    summary = machine_summary("full", "2026-12-02", [run_entry("05_efficient_unet_cityscapes", {
+        "task1_test_miou": 0.4741, "task2_int8_test_miou": 0.479, "task2_minutes": 6.5, "task2_macs": 184123456,
+        "check_exit_code": 0, "threads": 2, "task1_epochs": 12, "smoke": True, "recipe": "cpu",
+        "image_size": [128, 256]})], device="NVIDIA H200", gpu="NVIDIA H200", usable_cores=16, cpu_cores=16)
+    summary["notebooks"][0]["device"] = "NVIDIA H200"
+    row = run_rows([summary])[0]
+    assert row["Metrics"] == "task1_test_miou 0.4741, task2_int8_test_miou 0.479, task2_minutes 6.5, task2_macs 1.841e+08"
+    assert row["Split"] == "test"
+    assert row["Hardware"] == "NVIDIA H200; CPU Intel Xeon Platinum 8481C, 16 cores, OMP_NUM_THREADS=1"
+
+
+def test_run_rows_read_summaries_written_before_the_machine_fields():
+    old = {"started": "2026-11-25T10:00:00+00:00", "mode": "full", "device": "cpu", "cpu_cores": 2,
+           "notebooks": [{"notebook": "03_pruning_cifar10", "status": "ok", "seconds": 346.0, "device": "cpu",
+                          "metrics": {"sparsity": 85.0}, "parameters": {"DATA_ROOT": "../data/cifar10"}}]}
+    row = run_rows([old])[0]
+    assert (row["Data set"], row["Hardware"], row["Minutes"]) == ("cifar10", "cpu (2 cores)", "5.8")
+
+
+def test_real_cpu_params_point_every_notebook_at_the_shared_data():
+    notebooks_dir = REPO_ROOT / "notebooks"
+    params_file = load_params_file(REPO_ROOT / "params" / "real-cpu.yaml")
+    notebooks = find_notebooks(notebooks_dir=notebooks_dir)
+    check_sections(params_file, notebooks, notebooks_dir)
+    for notebook in notebooks:
+        merged = notebook_parameters(notebook.stem, mode="full", out_dir="/tmp/x", params_file=params_file)
+        assert merged["DEVICE"] == "cpu" and merged["DATA_ROOT"].startswith("../../shared/data/")
+        assert notebook_timeout(notebook.stem, params_file["timeouts"], None) > 0
+        shared = (notebooks_dir / merged["DATA_ROOT"]).resolve()
+        if not (REPO_ROOT.parent / "shared" / "data").is_dir():
+            continue  # a clone without ../shared: the paths cannot be checked here
+        assert shared.is_dir(), f"{notebook.stem}: {shared} is missing"
+        if "PRETRAINED" in merged:
+            assert (notebooks_dir / merged["PRETRAINED"]).is_file()
