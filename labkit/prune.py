@@ -214,16 +214,19 @@ def _restore(model: nn.Module, snapshot: tuple[dict, dict]) -> None:
     model.load_state_dict(state)
 
 
-def iterative_prune(model: nn.Module, train_loader, test_loader, *, targets: Sequence[float],
+def iterative_prune(model: nn.Module, train_loader, valid_loader, *, targets: Sequence[float],
                     epochs_per_round: float | Sequence[float] = 1, lr: float = 0.01,
                     accuracy_floor: float = 90.0, light_layers: Mapping[str, float] = DEFAULT_LIGHT_LAYERS,
                     device="auto", progress: bool = True, log=print) -> list[dict]:
     """Prune to each target in turn, fine-tuning after each round; stop below ``accuracy_floor``.
 
+    Every decision (each round's best epoch, the floor) is made on ``valid_loader``, images held out
+    from the training data; evaluate the test split once, after the schedule, and report that.
+
     Args:
         targets: increasing sparsities as fractions, e.g. ``(0.5, 0.7, 0.8, 0.9)``.
         epochs_per_round: fine-tuning epochs after each round (one number, or one per target).
-        accuracy_floor: test accuracy (%) a round must keep; the first round below it is undone
+        accuracy_floor: validation accuracy (%) a round must keep; the first round below it is undone
             (the model goes back to the last round that passed) and the schedule stops.
 
     Returns one row per round (``round``, ``target``, ``sparsity``, ``accuracy``, ``epochs``,
@@ -237,10 +240,10 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, *, targets: Seq
     if len(epochs_list) != len(targets):
         raise ValueError(f"epochs_per_round has {len(epochs_list)} entries for {len(targets)} targets")
 
-    def test_accuracy() -> float:
-        return evaluate_classification(model, test_loader, device=device)["accuracy"]
+    def valid_accuracy() -> float:
+        return evaluate_classification(model, valid_loader, device=device)["accuracy"]
 
-    rows = [{"round": 0, "target": 0.0, "sparsity": course_sparsity(model), "accuracy": test_accuracy(),
+    rows = [{"round": 0, "target": 0.0, "sparsity": course_sparsity(model), "accuracy": valid_accuracy(),
              "epochs": 0, "seconds": 0.0, "kept": True}]
     if rows[0]["accuracy"] < accuracy_floor and log:
         log(f"note: the starting model is already below the floor ({rows[0]['accuracy']:.2f}% < "
@@ -251,11 +254,11 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, *, targets: Seq
         started = time.perf_counter()
         sparsity = prune_to(model, target, light_layers=light_layers)
         if epochs > 0:
-            result = fine_tune(model, train_loader, epochs=epochs, lr=lr, valid_loader=test_loader,
+            result = fine_tune(model, train_loader, epochs=epochs, lr=lr, valid_loader=valid_loader,
                                device=device, progress=progress, log=None)
             accuracy = result["best_metric"]
         else:
-            accuracy = test_accuracy()
+            accuracy = valid_accuracy()
         row = {"round": index, "target": 100.0 * target, "sparsity": sparsity, "accuracy": accuracy,
                "epochs": epochs, "seconds": time.perf_counter() - started,
                "kept": accuracy >= accuracy_floor}
