@@ -117,7 +117,21 @@ def _datasets(data_root: Path) -> list[Finding]:
     level = "ok" if usage.free > 10 * 2**30 else "warn"
     findings.append(Finding(level, "disk", f"{usage.free / 2**30:.1f} GiB free",
                             "" if level == "ok" else "the datasets and caches need ~10 GiB; free some space"))
+    findings.append(_cache_folder())
     return findings
+
+
+def _cache_folder() -> Finding:
+    """Where ``cache=True`` puts decoded images (a per-user folder, never inside a dataset)."""
+    from labkit.data.cache import user_cache_home
+    home = user_cache_home()
+    existing = home
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder is created on first use: can its parent be written?
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return Finding("ok", "cache", f"decoded-image caches go to {home}")
+    return Finding("warn", "cache", f"{home} cannot be written; caches would fall back to a temporary folder",
+                   "set LABKIT_CACHE_DIR to a folder you can write (e.g. on the course's scratch disk)")
 
 
 def diagnose(*, data_root: str | Path = "data") -> list[Finding]:

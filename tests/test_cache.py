@@ -165,3 +165,15 @@ def test_non_root_user_caches_a_read_only_dataset_without_writing_into_it(pets_r
             if path.is_dir():
                 path.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_doctor_says_where_caches_go_and_warns_when_that_cannot_be_written(clean_env, tmp_path):
+    from labkit import doctor
+    clean_env.setenv("LABKIT_CACHE_DIR", str(tmp_path / "new" / "caches"))  # not there yet: its parent counts
+    finding = doctor._cache_folder()
+    assert finding.level == "ok" and str(tmp_path / "new" / "caches") in finding.detail
+    (tmp_path / "a-file").write_text("")
+    clean_env.setenv("LABKIT_CACHE_DIR", str(tmp_path / "a-file" / "caches"))
+    finding = doctor._cache_folder()
+    assert finding.level == "warn" and "LABKIT_CACHE_DIR" in finding.fix
+    assert not (tmp_path / "new").exists()  # the doctor only looks
