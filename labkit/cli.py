@@ -5,8 +5,9 @@
                                                             rewrite README.md's results table
 
 Each command is a function ``main(argv) -> exit code`` with its own argument parser, named
-``"module"`` (its ``main``) or ``"module:function"``; adding a command is one line in ``COMMANDS``. A module is imported only when its command runs, so
-``python -m labkit --help`` answers at once (no torch import).
+``"module"`` (its ``main``) or ``"module:function"``; adding a command is one line in ``COMMANDS``.
+A module is imported only when its command runs, so ``python -m labkit --help`` answers at once
+(no torch import).
 """
 from __future__ import annotations
 

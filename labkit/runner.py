@@ -434,23 +434,25 @@ def headline_metrics(metrics: dict) -> dict:
 
 def metric_splits(metrics: dict) -> str:
     """Which splits the metrics are on, read from their names (``test_dice``, ``task1_valid_miou``), with
-    the split sizes when the notebook recorded ``splits`` ({"test": 50, ...}).
+    the split sizes when the notebook recorded ``splits`` ({"test": 50, ...}); says so when some
+    metrics name no split (name them ``test_...``/``valid_...`` to make the table exact).
 
     Example:
         >>> metric_splits({"test_dice": 0.8, "valid_dice": 0.82, "splits": {"train": 200, "test": 50}})
         'test (50), valid'
     """
-    found = []
+    found, unnamed = [], 0
     for name in headline_metrics(metrics):
-        for token in re.split(r"[^a-z0-9]+", name.lower()):
-            split = SPLIT_NAMES.get(token)
-            if split and split not in found:
-                found.append(split)
+        splits = [SPLIT_NAMES[token] for token in re.split(r"[^a-z0-9]+", name.lower()) if token in SPLIT_NAMES]
+        unnamed += not splits
+        found += [split for split in splits if split not in found]
+    if not found:
+        return "not in the metric names"
     sizes = metrics.get("splits") if isinstance(metrics.get("splits"), dict) else {}
     order = ["test", "valid", "train"]
-    shown = [f"{split} ({sizes[split]})" if split in sizes else split
-             for split in sorted(found, key=order.index)]
-    return ", ".join(shown) or "not in the metric names"
+    shown = ", ".join(f"{split} ({sizes[split]})" if split in sizes else split
+                      for split in sorted(found, key=order.index))
+    return f"{shown}; the rest name no split" if unnamed else shown
 
 
 def _dataset_name(entry: dict, mode: str) -> str:
