@@ -16,6 +16,7 @@ from labkit.data.cifar10 import CLASSES
 from labkit.io import save_state_dict
 from labkit.models.quantized_resnet20 import QuantizedResNet20
 from labkit.models.resnet20 import resnet20
+from tests.helpers import old_labkit_names
 
 CHECK = Path(__file__).resolve().parents[1] / "checks" / "check_quantization.py"
 OOPS = "Oops! Something is wrong!"
@@ -99,13 +100,6 @@ def test_float_weights_under_the_right_names_are_refused_by_dtype(capsys, cifar_
     assert "conv1.weight_int8 has dtype torch.float32, expected torch.int8" in out
 
 
-def old_labkit_names(state: dict) -> dict:
-    """The same tensors under labkit 0.1's first names (input_scale, conv1.weight, downsample.*)."""
-    old = {}
-    for key, value in state.items():
-        key = key.replace("quant.output_", "input_").replace("downsample.0.", "downsample.")
-        old[key.replace(".weight_int8", ".weight")] = value
-    return old
 
 
 def test_labkit_old_int8_names_get_the_architecture_error_and_the_renames(capsys, cifar_fixture, tmp_path):

@@ -14,6 +14,7 @@ from labkit.models.quantized_resnet20 import (QuantizedActivation, QuantizedAvgP
 from labkit.models.resnet20 import resnet20
 from labkit.quant.manual import (MinMaxObserver, PerChannelMinMaxObserver, affine_qparams, calibrate,
                                  dequantize, fuse_conv_bn, quantize, quantize_resnet20, quantize_weight)
+from tests.helpers import old_labkit_names
 
 RANDOM_RANGES = [(-3.0, 5.0), (0.5, 4.0), (-7.0, -0.25), (-1e-3, 2e-3)]
 
@@ -230,13 +231,6 @@ def test_quantized_relu_clamps_at_the_zero_point_and_keeps_the_qparams():
     assert torch.equal(out.dequantize(), torch.relu(QuantizedActivation(values, scale, zero_point).dequantize()))
 
 
-def old_labkit_names(state: dict) -> dict:
-    """The same tensors under labkit 0.1's first names (input_scale, conv1.weight, downsample.*)."""
-    old = {}
-    for key, value in state.items():
-        key = key.replace("quant.output_", "input_").replace("downsample.0.", "downsample.")
-        old[key.replace(".weight_int8", ".weight")] = value
-    return old
 
 
 def test_old_labkit_names_map_onto_the_course_names_with_the_same_outputs(random_quantized_model):
