@@ -126,7 +126,7 @@ def make_loaders(args, root: Path):
     seed_set = Subset(SeedStylePets(root, "train", args.image_size), subset)
     started = time.perf_counter()
     labkit_full = pets.OxfordIIITPet(root, "train", image_size=args.image_size, cache=True,
-                                     cache_dir=root / ".labkit_cache", progress=False)
+                                     progress=False)  # the per-user cache folder, never inside root
     cache_seconds = time.perf_counter() - started
     labkit_set = Subset(labkit_full, subset)
 

@@ -16,7 +16,9 @@ Variants (``--variants`` picks some):
 - ``batch256``: batches of 256 instead of 128 (changes the optimisation: a recipe that uses it must
   be re-tuned, so it is listed for speed only);
 - ``1-thread``: one intra-op thread (how two jobs on two cores would each run);
-- ``compile``: ``torch.compile`` of the model (first steps compile; they are not timed).
+- ``compile``: ``torch.compile`` of the model (first steps compile; they are not timed);
+- ``bf16``: ``batched-data`` plus bfloat16 autocast (changes the numerics: fast only on CPUs with
+  native bfloat16, e.g. AVX512-BF16 or AMX; a recipe that uses it must show the same accuracy).
 
 Run (about 2 minutes on 2 idle cores):
     python benchmarks/bench_finetune_step.py --data ../shared/data/cifar10-real
@@ -38,7 +40,7 @@ from labkit.models.resnet20 import resnet20
 from labkit.prune import prune_to
 from labkit.tables import format_table
 
-VARIANTS = ("labkit", "nchw", "batched-data", "batch256", "1-thread", "compile")
+VARIANTS = ("labkit", "nchw", "batched-data", "batch256", "1-thread", "compile", "bf16")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -57,7 +59,7 @@ class Variant:
     def __init__(self, name: str, train_set, model: nn.Module, *, threads: int):
         self.name, self.threads = name, threads if name != "1-thread" else 1
         batch_size = 256 if name == "batch256" else 128
-        if name == "batched-data":
+        if name in ("batched-data", "bf16"):
             self.loader = cifar10.BatchedLoader(train_set, batch_size=batch_size, shuffle=True, augment=True)
         else:
             self.loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
@@ -67,6 +69,7 @@ class Variant:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.bfloat16 = name == "bf16"
         self.forward = torch.compile(self.model) if name == "compile" else self.model
         self.batches = iter(self.loader)
 
@@ -87,7 +90,8 @@ class Variant:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             self.optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(self.forward(images), labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+                loss = nn.functional.cross_entropy(self.forward(images), labels)
             loss.backward()
             self.optimizer.step()
             images_seen += images.shape[0]

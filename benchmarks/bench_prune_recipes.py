@@ -1,0 +1,131 @@
+"""Lab 03's pruning recipes compared on real CIFAR-10: minutes, sparsity, accuracy drop.
+
+Each recipe starts from the same pretrained ResNet-20 (``--pretrained``), trains on the training
+split minus the 5,000 validation images (``labkit.data.cifar10``, seed 0), and is measured once on
+the test split at the end; its drop is against the starting model's accuracy on that same test
+split. Recipes:
+
+- ``iterative``: ``labkit.prune.iterative_prune`` with ``CPU_RECIPE`` (the first build's schedule:
+  prune to 50, 70, 80, 85, 90 %, fine-tune 0.5-3 epochs after each, stop at the validation floor);
+- ``gradual``: ``labkit.gradual_prune.gradual_prune`` without distillation (cubic schedule over the
+  first half of the steps, then fine-tuning at the final sparsity, one cosine learning rate);
+- ``gradual+kd``: the same with distillation from the dense starting model (``CPU_GRADUAL_RECIPE``).
+
+``--epochs`` sets the gradual recipes' budget (default: ``CPU_GRADUAL_RECIPE``'s). Every run
+appends its row to ``--results`` (JSON lines), so runs of different budgets, made one after the
+other, end up in one table; ``--readme`` rewrites the table in benchmarks/README.md between its
+markers from all rows there. Time each run alone: two jobs on two cores slow each other.
+
+Run:
+    python benchmarks/bench_prune_recipes.py --recipes gradual+kd --readme benchmarks/README.md
+    python benchmarks/bench_prune_recipes.py --recipes iterative,gradual,gradual+kd --epochs 10
+    python benchmarks/bench_prune_recipes.py --fixture --epochs 1 --results /tmp/rows.jsonl   # a smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from labkit.data import cifar10
+from labkit.evaluate import evaluate_classification
+from labkit.gradual_prune import CPU_GRADUAL_RECIPE, gradual_prune
+from labkit.models.resnet20 import load_pretrained, resnet20
+from labkit.train import train_baseline
+from labkit.prune import CPU_RECIPE, course_sparsity, iterative_prune
+from labkit.tables import format_table
+
+RECIPES = ("iterative", "gradual", "gradual+kd")
+MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/cifar10-real", help="CIFAR-10 root (either layout)")
+    parser.add_argument("--pretrained", default="../shared/models/resnet20_cifar10_45k.pt")
+    parser.add_argument("--recipes", default="gradual+kd", help="comma-separated, from " + ", ".join(RECIPES))
+    parser.add_argument("--epochs", type=float, default=CPU_GRADUAL_RECIPE["epochs"],
+                        help="training epochs of the gradual recipes")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
+    parser.add_argument("--results", default="runs/bench_prune_recipes/rows.jsonl", help="JSON lines, appended")
+    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
+    return parser
+
+
+def run_recipe(name: str, model, loaders, *, epochs: float) -> dict:
+    """Prune ``model`` in place with one recipe; returns its epochs, seconds and final sparsity."""
+    started = time.perf_counter()
+    if name == "iterative":
+        rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_RECIPE["targets"],
+                                 epochs_per_round=CPU_RECIPE["epochs_per_round"], lr=CPU_RECIPE["lr"],
+                                 device="cpu", progress=False)
+        spent = sum(row["epochs"] for row in rounds)
+    else:
+        settings = {**CPU_GRADUAL_RECIPE, "epochs": epochs}
+        if name == "gradual":
+            settings["distill_alpha"] = 0.0
+        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
+        gradual_prune(model, train, loaders.valid, device="cpu", **settings)
+        spent = epochs
+    return {"epochs": spent, "minutes": (time.perf_counter() - started) / 60, "sparsity": course_sparsity(model)}
+
+
+def write_readme(path: Path, rows: list[dict]) -> None:
+    text = path.read_text()
+    if MARKERS[0] not in text:
+        raise SystemExit(f"{path} has no {MARKERS[0]} ... {MARKERS[1]} markers to write the table between")
+    columns = ("recipe", "epochs", "minutes", "sparsity", "valid_accuracy", "test_accuracy", "drop", "machine", "date")
+    table = format_table(rows, columns=columns)
+    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+    path.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", text))
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    names = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    unknown = set(names) - set(RECIPES)
+    if unknown:
+        raise SystemExit(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
+    torch.set_num_threads(args.threads)
+    if args.fixture:
+        root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0)
+    else:
+        root = Path(args.data)
+    loaders = cifar10.cifar10_loaders(root, batch_size=128)
+    if args.fixture:
+        start_model = resnet20()
+        train_baseline(start_model, loaders.train, valid_loader=loaders.valid, epochs=3, lr=0.05, device="cpu")
+    else:
+        start_model = load_pretrained(args.pretrained)
+    start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
+    print(f"starting model: test accuracy {start_accuracy:.2f}% on {len(loaders.test.dataset)} images")
+    machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        torch.manual_seed(0)
+        model = copy.deepcopy(start_model)
+        row = {"recipe": name, **run_recipe(name, model, loaders, epochs=args.epochs)}
+        row["valid_accuracy"] = evaluate_classification(model, loaders.valid, device="cpu")["accuracy"]
+        row["test_accuracy"] = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
+        row["drop"] = start_accuracy - row["test_accuracy"]
+        row.update(machine=machine, date=time.strftime("%Y-%m-%d"), data=str(root))
+        print(format_table([row]), flush=True)
+        with results.open("a") as file:
+            file.write(json.dumps(row) + "\n")
+    if args.readme:
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+        write_readme(Path(args.readme), rows)
+        print(f"wrote {len(rows)} rows into {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
