@@ -30,7 +30,8 @@ import torch
 
 from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
-from labkit.models.resnet20 import DEFAULT_URL, load_pretrained, resnet20, train_baseline
+from labkit.models.resnet20 import DEFAULT_URL, load_pretrained, resnet20
+from labkit.train import train_baseline
 from labkit.prune import CPU_RECIPE, course_sparsity, iterative_prune, save_pruned
 from labkit.tables import format_table
 

@@ -29,23 +29,23 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cityscapes import CATEGORY_NAMES, NUM_CLASSES, Cityscapes8  # noqa: E402
 from labkit.evaluate import evaluate_multiclass_segmentation  # noqa: E402
-from labkit.grading import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.tasks import (COURSE_IMAGE_SIZE, COURSE_INPUT, FOM_MIOU_FLOOR, MIOU_GOALS, TASKS,  # noqa: E402
+                                  fom_or_none)
 from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
 from labkit.models.efficient_unet import EfficientUNet, efficient_unet_kwargs  # noqa: E402
 from labkit.models.registry import build_model, infer_kwargs  # noqa: E402
-from labkit.profile import count_macs, fom, model_size_bytes  # noqa: E402
+from labkit.profile import count_macs, model_size_bytes  # noqa: E402
 from labkit.quant.qat import build_int8_model, is_int8_state_dict, quiet_quantization_warnings  # noqa: E402
 
-GOALS = {1: 0.72, 2: 0.66}
-COURSE_INPUT = (1, 3, 256, 512)  # the course counts MACs on this input, whatever the eval size
-DEFAULT_DATA = "data/cityscapes"
+DEFAULT_DATA = f"data/{TASKS['efficient'].dataset}"  # relative to where the check runs
 
 
 def build_parser():
     parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--task", type=int, choices=(1, 2), required=True)
     parser.add_argument("--split", default="val", help="val/validation (either layout's name works)")
-    parser.add_argument("--image-size", type=int, nargs=2, default=(256, 512), metavar=("H", "W"))
+    parser.add_argument("--image-size", type=int, nargs=2, default=COURSE_IMAGE_SIZE, metavar=("H", "W"))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.set_defaults(data=DEFAULT_DATA)
     return parser
@@ -83,10 +83,10 @@ def evaluate_submission(args) -> CheckResult:
             notes.append("INT8 models run on the CPU; --device cuda was ignored")
     macs = count_macs(model, input_size=COURSE_INPUT)
     size_kb = model_size_bytes(model) / 1024
-    dataset = Cityscapes8(args.data, args.split, size=tuple(args.image_size))
+    dataset = Cityscapes8(args.data, args.split, image_size=tuple(args.image_size))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
     scores = evaluate_multiclass_segmentation(model, loader, num_classes=NUM_CLASSES, device=device)
-    miou, goal = scores["mIoU"], GOALS[args.task]
+    miou, goal = scores["mIoU"], MIOU_GOALS[args.task]
     passed = miou >= goal
 
     lines = [f"Task {args.task}: {description}",
@@ -98,9 +98,9 @@ def evaluate_submission(args) -> CheckResult:
                "class_iou": dict(zip(CATEGORY_NAMES, scores["ClassIoU"])),
                "images": len(dataset), "split": dataset.split, "image_size": list(args.image_size)}
     if args.task == 2:
-        metrics["fom"] = fom(macs, size_kb, miou) if miou > 0.65 else None
-        lines.append(f"FoM = {metrics['fom']:.4e}  (flops^2 x KB^2 / (mIoU - 0.65); lower is better)"
-                     if metrics["fom"] is not None else "FoM = undefined (it needs mIoU > 0.65)")
+        metrics["fom"] = fom_or_none(macs, size_kb, miou)
+        lines.append(f"FoM = {metrics['fom']:.4e}  (flops^2 x KB^2 / (mIoU - {FOM_MIOU_FLOOR}); lower is better)"
+                     if metrics["fom"] is not None else f"FoM = undefined (it needs mIoU > {FOM_MIOU_FLOOR})")
         if int8:
             lines.append("INT8 counted honestly: MACs of the quantized convs; size = int8 weights + "
                          "per-channel scale/zero point + float32 biases + output qparams.")

@@ -13,20 +13,19 @@ total over every Conv2d and Linear weight. Exit codes: 0 passed, 1 below a goal,
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from torch.utils.data import DataLoader
 
 from labkit.data.cifar10 import CIFAR10
 from labkit.evaluate import evaluate_classification
-from labkit.grading import CheckResult, common_parser, load_submission, run_check
+from labkit.grading.contract import CheckResult, common_parser, load_submission, run_check
+from labkit.grading.tasks import ACCURACY_GOAL, SPARSITY_GOAL, TASKS
 from labkit.models.resnet20 import resnet20
+from labkit.paths import DATA_DIR
 from labkit.prune import course_sparsity
 
 TASK = "pruning"
-ACCURACY_GOAL = 90.0  # %, the course compares with a strict "<"
-SPARSITY_GOAL = 50.0  # %
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "cifar10"
+DEFAULT_DATA = DATA_DIR / TASKS[TASK].dataset  # the goals compare with a strict "<", like the course's
 OFFICIAL_TEST_SIZE = 10_000
 
 WRONG_ARCHITECTURE = ("Your model's architecture seems to be wrong! Have you removed pruning mask "

@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cifar10 import CIFAR10  # noqa: E402
 from labkit.evaluate import evaluate_classification  # noqa: E402
-from labkit.grading import CheckResult, common_parser, load_submission, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, load_submission, run_check  # noqa: E402
+from labkit.grading.tasks import ACCURACY_GOAL, TASKS  # noqa: E402
 from labkit.models.quantized_resnet20 import QuantizedResNet20, course_names_for_old_keys  # noqa: E402
 
-GOAL_ACCURACY = 90.0  # percent, the course's goal for the hand-made PTQ
-DEFAULT_DATA = "data/cifar10"
+DEFAULT_DATA = f"data/{TASKS['quantization'].dataset}"  # relative to where the check runs
 ARCHITECTURE_ERROR = "Your model's architecture seems to be wrong!"
 
 
@@ -85,8 +85,8 @@ def evaluate_submission(args) -> CheckResult:
     test_set = CIFAR10(args.data, "test")
     loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
     accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
-    metrics = {"accuracy": accuracy, "goal_accuracy": GOAL_ACCURACY, "test_images": len(test_set)}
-    if accuracy < GOAL_ACCURACY:
+    metrics = {"accuracy": accuracy, "goal_accuracy": ACCURACY_GOAL, "test_images": len(test_set)}
+    if accuracy < ACCURACY_GOAL:
         message = (f"Oops! Something is wrong!\nYour test accuracy is {accuracy:.2f}%, which is too low!\n"
                    "hint: compare with your float model's accuracy. A drop of more than a point or two "
                    "usually means wrong qparams: calibrate on training images of the float model, fuse "

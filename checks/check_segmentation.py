@@ -19,20 +19,12 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data import pets  # noqa: E402
 from labkit.evaluate import evaluate_segmentation  # noqa: E402
-from labkit.grading import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.tasks import TASKS, credit_for  # noqa: E402
 from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
 from labkit.models.registry import SEGMENTATION_MODELS, build_model, infer_kwargs  # noqa: E402
 
-TIERS = ((0.90, 1.0, "full marks"), (0.85, 0.8, "80% of the marks"), (0.80, 0.6, "60% of the marks"))
-DEFAULT_DATA = "data/oxford-iiit-pet"
-
-
-def credit_for(dice: float) -> tuple[float, str]:
-    """The course's credit fraction and its name for a test Dice."""
-    for threshold, credit, name in TIERS:
-        if dice >= threshold:
-            return credit, name
-    return 0.0, "no marks (Dice below 0.80)"
+DEFAULT_DATA = f"data/{TASKS['segmentation'].dataset}"  # relative to where the check runs; tiers: credit_for
 
 
 def build_parser():

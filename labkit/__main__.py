@@ -1,6 +1,6 @@
-"""``python -m labkit ...``: see ``labkit.cli``."""
+"""``python -m labkit ...``: see ``labkit.tools.cli``."""
 import sys
 
-from labkit.cli import main
+from labkit.tools.cli import main
 
 sys.exit(main())

@@ -36,7 +36,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Callable
 
@@ -44,58 +43,17 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from labkit.device import resolve_device
+from labkit.device import describe_device, resolve_device
 from labkit.evaluate import evaluate_segmentation
 from labkit.losses import BCEDiceLoss
-from labkit.profile import count_macs, count_params
+from labkit.profile import count_params, macs_on_meta, reset_peak_memory
 from labkit.train import fit
 
-MAC_INPUT_SIZE = (1, 3, 256, 256)
+MAC_INPUT_SIZE = (1, 3, 256, 256)  # the comparison's MACs column (square, like the Pets labs)
 MACS_COLUMN = "GMACs @ 256x256"
 TABLE_COLUMNS = ("model", "params (M)", MACS_COLUMN, "valid Dice", "test Dice", "s/epoch",
                  "peak memory (MiB)", "epochs", "image size", "device")
 PLOTTED_COLUMNS = ("test Dice", "params (M)", MACS_COLUMN, "s/epoch", "peak memory (MiB)")
-
-
-def macs_on_meta(model: nn.Module, input_size: tuple[int, ...] = MAC_INPUT_SIZE) -> int:
-    """MACs of ``model`` on an ``input_size`` input, counted on a meta-device copy.
-
-    The meta device has shapes but no data, so nothing is computed and ``model`` itself (on any
-    device, trained or not) is left untouched.
-
-    Example:
-        >>> macs_on_meta(nn.Conv2d(3, 8, kernel_size=1), input_size=(1, 3, 16, 16))   # 8*16*16*3
-        6144
-    """
-    shadow = copy.deepcopy(model).to("meta")
-    return count_macs(shadow, torch.zeros(input_size, device="meta"))
-
-
-def reset_peak_memory(device: str | torch.device) -> bool:
-    """Start a new peak for :func:`labkit.train.peak_memory_mb`; ``False`` if this OS cannot.
-
-    CUDA: resets the allocator's peak. CPU: on Linux, writing ``5`` to ``/proc/self/clear_refs``
-    resets the process's peak resident size (VmHWM, also what ``getrusage`` reports); elsewhere
-    the CPU peak covers the whole process lifetime and this returns ``False``.
-    """
-    device = resolve_device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def describe_device(device: str | torch.device) -> str:
-    """A short name for a results table: ``"cpu (2 threads)"``, ``"cuda (NVIDIA H100 ...)"``."""
-    device = resolve_device(device)
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
 def seed_augmentations(loader, seed: int) -> bool:

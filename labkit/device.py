@@ -1,4 +1,4 @@
-"""Device choice and seeding, shared by training, evaluation and checks."""
+"""Device choice, naming and seeding, shared by training, evaluation and checks."""
 from __future__ import annotations
 
 import os
@@ -38,3 +38,11 @@ def seed_everything(seed: int = 0, *, deterministic: bool = False) -> None:
     if deterministic:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def describe_device(device: str | torch.device) -> str:
+    """A short name for a results table: ``"cpu (2 threads)"``, ``"cuda (NVIDIA H100 ...)"``."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({torch.get_num_threads()} threads)"

@@ -1,4 +1,4 @@
-"""How big and how costly is a model: parameters, MACs, bytes, latency, and the course's FoM.
+"""How big and how costly is a model: parameters, MACs, bytes, latency, peak memory.
 
 What the numbers mean, and how they relate to the course's own procedure (Cityscapes Task 2):
 
@@ -19,14 +19,16 @@ Example:
     >>> from labkit.models.unet import UNet
     >>> model = UNet(base_channels=16)
     >>> macs = count_macs(model, input_size=(1, 3, 256, 512))
-    >>> size_kb = model_size_bytes(model) / 1024
-    >>> score = fom(macs, size_kb, miou=0.68)   # lower is better
+    >>> size_kb = model_size_bytes(model) / 1024   # the course's FoM of the two: labkit.grading.tasks.fom
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
+import resource
 import statistics
+import sys
 import time
 from itertools import chain
 
@@ -35,6 +37,8 @@ import torch.ao.nn.quantized as nnq
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from labkit.device import resolve_device
+
 # Layers whose MACs are counted; the quantized ones also cover their fused subclasses
 # (ConvReLU2d, ConvAdd2d, LinearReLU, ...) and dynamic quantized Linear.
 _CONV_TRANSPOSE = (nn.modules.conv._ConvTransposeNd, nnq.ConvTranspose1d, nnq.ConvTranspose2d,
@@ -42,7 +46,6 @@ _CONV_TRANSPOSE = (nn.modules.conv._ConvTransposeNd, nnq.ConvTranspose1d, nnq.Co
 _CONV = (nn.modules.conv._ConvNd, nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)
 _LINEAR = (nn.Linear, nnq.Linear)
 _QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
-_FOM_MIOU_FLOOR = 0.65  # Cityscapes Task 2: FoM = MACs^2 * size_kb^2 / (mIoU - 0.65)
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -263,25 +266,44 @@ def latency(
     }
 
 
-def fom(macs: float, size_kb: float, miou: float) -> float:
-    """The Cityscapes Task 2 figure of merit: ``macs**2 * size_kb**2 / (miou - 0.65)``; lower wins.
+# ----------------------------------------------------------------------------- memory and MACs without computing
 
-    Args:
-        macs: MACs on a (1, 3, 256, 512) input (what the course's thop prints as "flops").
-        size_kb: model size in KB (``model_size_bytes(model) / 1024``).
-        miou: mean IoU over the 8 categories on the validation split.
+def macs_on_meta(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 256, 256)) -> int:
+    """MACs of ``model`` on an ``input_size`` input, counted on a meta-device copy.
 
-    Raises:
-        ValueError: when ``miou <= 0.65``: the FoM is undefined there (division by zero or a
-            negative score). Task 2 also requires mIoU >= 0.66 to pass.
+    The meta device has shapes but no data, so nothing is computed and ``model`` itself (on any
+    device, trained or not) is left untouched.
 
     Example:
-        >>> f"{fom(1953431552, 1522.402, 0.678319):.4g}"    # the TA's example numbers
-        '3.123e+26'
+        >>> macs_on_meta(nn.Conv2d(3, 8, kernel_size=1), input_size=(1, 3, 16, 16))   # 8*16*16*3
+        6144
     """
-    if miou <= _FOM_MIOU_FLOOR:
-        raise ValueError(
-            f"FoM is undefined for mIoU <= {_FOM_MIOU_FLOOR} (got {miou}): it divides by "
-            f"(mIoU - {_FOM_MIOU_FLOOR}); Task 2 needs mIoU >= 0.66"
-        )
-    return float(macs) ** 2 * float(size_kb) ** 2 / (miou - _FOM_MIOU_FLOOR)
+    shadow = copy.deepcopy(model).to("meta")
+    return count_macs(shadow, torch.zeros(input_size, device="meta"))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA allocator peak on GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak_kb / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def reset_peak_memory(device: str | torch.device) -> bool:
+    """Start a new peak for :func:`peak_memory_mb`; ``False`` if this OS cannot.
+
+    CUDA: resets the allocator's peak. CPU: on Linux, writing ``5`` to ``/proc/self/clear_refs``
+    resets the process's peak resident size (VmHWM, also what ``getrusage`` reports); elsewhere
+    the CPU peak covers the whole process lifetime and this returns ``False``.
+    """
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False

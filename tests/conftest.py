@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from labkit.paths import REPO_ROOT  # noqa: E402  (after the environment variables above)
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

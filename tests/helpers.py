@@ -1,4 +1,18 @@
-"""Helpers shared by several test files (import: ``from tests.helpers import ...``)."""
+"""Helpers shared by several test files (import: ``from tests.helpers import ...``); tests import
+no other test module. Fixtures (pytest's) live in ``tests/conftest.py``."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import torch
+
+from labkit.data.cifar10 import CLASSES
+from labkit.paths import REPO_ROOT
+
+SHARED = REPO_ROOT.parent / "shared"  # real-data samples and the course's docs, beside the repository
+COURSE_INT8_SCHEMA = SHARED / "docs" / "course-int8-resnet20-keys.json"
+CAT = CLASSES.index("cat")
 
 
 def old_labkit_names(state: dict) -> dict:
@@ -8,3 +22,45 @@ def old_labkit_names(state: dict) -> dict:
         key = key.replace("quant.output_", "input_").replace("downsample.0.", "downsample.")
         old[key.replace(".weight_int8", ".weight")] = value
     return old
+
+
+class CreatesMarkerWhenUnpickled:
+    """Unpickling this calls open(marker, "w"): what a hostile submission would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def constant_model(predicted_class: int, *, target_sparsity: float | None) -> torch.nn.Module:
+    """A ResNet-20 whose logits ignore the input (fc weights zero, bias picks the class)."""
+    from labkit import prune
+    from labkit.models.resnet20 import resnet20
+
+    model = resnet20()
+    if target_sparsity is not None:
+        prune.prune_to(model, target_sparsity)
+        prune.make_permanent(model)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.zero_()
+        model.fc.bias[predicted_class] = 10.0
+    return model
+
+
+def hanging_checks_dir(tmp_path, script="check_segmentation.py"):
+    """The real check, except that student "hang"'s file blocks forever (a stand-in for a hang)."""
+    folder = tmp_path / "checks"
+    folder.mkdir()
+    real = REPO_ROOT / "checks" / script
+    (folder / script).write_text(textwrap.dedent(f"""
+        import pathlib, runpy, sys, time
+        submission = pathlib.Path(sys.argv[sys.argv.index("--path") + 1])
+        if submission.name.startswith("hang") or submission.parent.name == "hang":
+            time.sleep(3600)
+        sys.argv[0] = {str(real)!r}
+        runpy.run_path({str(real)!r}, run_name="__main__")
+    """))
+    return folder

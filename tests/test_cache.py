@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from labkit.data import cache, pets
+from labkit.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -168,7 +168,7 @@ def test_non_root_user_caches_a_read_only_dataset_without_writing_into_it(pets_r
 
 
 def test_doctor_says_where_caches_go_and_warns_when_that_cannot_be_written(clean_env, tmp_path):
-    from labkit import doctor
+    from labkit.tools import doctor
     clean_env.setenv("LABKIT_CACHE_DIR", str(tmp_path / "new" / "caches"))  # not there yet: its parent counts
     finding = doctor._cache_folder()
     assert finding.level == "ok" and str(tmp_path / "new" / "caches") in finding.detail

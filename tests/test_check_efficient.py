@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from labkit.data.cityscapes import make_fixture
-from labkit.data.download import DatasetNotFoundError
+from labkit.download import DatasetNotFoundError
 from labkit.io import SubmissionError, save_state_dict
 from labkit.models.efficient_unet import EfficientUNet
 from labkit.models.unet import UNet
-from labkit.profile import count_macs, fom, model_size_bytes
+from labkit.grading.tasks import fom
+from labkit.profile import count_macs, model_size_bytes
 from labkit.quant import qat
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,27 +13,12 @@ from labkit import prune
 from labkit.data import cifar10
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
+from tests.helpers import CAT, constant_model
 
 CHECK = Path(__file__).resolve().parents[1] / "checks" / "check_pruning.py"
 spec = importlib.util.spec_from_file_location("check_pruning", CHECK)
 check_pruning = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_pruning)
-
-CAT = cifar10.CLASSES.index("cat")
-
-
-def constant_model(predicted_class: int, *, target_sparsity: float | None) -> torch.nn.Module:
-    """A ResNet-20 whose logits ignore the input (fc weights zero, bias picks the class)."""
-    model = resnet20()
-    if target_sparsity is not None:
-        prune.prune_to(model, target_sparsity)
-        prune.make_permanent(model)
-    with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.zero_()
-        model.fc.bias[predicted_class] = 10.0
-    return model
-
 
 def run(capsys, *argv):
     code = check_pruning.main([*map(str, argv), "--device", "cpu"])

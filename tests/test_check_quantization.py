@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.grading import LOAD_FAILED
+from labkit.grading.contract import LOAD_FAILED
 
 from labkit.data.cifar10 import CLASSES
 from labkit.io import save_state_dict

@@ -8,7 +8,7 @@ import torch
 
 from labkit.io import save_state_dict
 from labkit.models.unet import UNet
-from tests.conftest import REPO_ROOT
+from labkit.paths import REPO_ROOT
 
 CHECK = REPO_ROOT / "checks" / "check_segmentation.py"
 

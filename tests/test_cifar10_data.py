@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from labkit.data import cifar10
-from labkit.data.download import DatasetNotFoundError, md5sum
+from labkit.download import DatasetNotFoundError, md5sum
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample"
 

@@ -10,7 +10,7 @@ from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
 from labkit.data import cityscapes
 from labkit.data.cityscapes import Cityscapes8, colors_to_categories, label_ids_to_categories
-from labkit.data.download import ChecksumError, DatasetNotFoundError, md5sum
+from labkit.download import ChecksumError, DatasetNotFoundError, md5sum
 
 SIZE = (32, 64)
 
@@ -22,8 +22,8 @@ def fixture_root(tmp_path_factory):
 
 def test_both_layouts_read_the_fixture_to_identical_images_and_label_maps(fixture_root):
     for official_split, course_split in (("training", "training"), ("val", "validation")):
-        official = Cityscapes8(fixture_root, official_split, layout="official", size=SIZE)
-        course = Cityscapes8(fixture_root, course_split, layout="course", size=SIZE)
+        official = Cityscapes8(fixture_root, official_split, layout="official", image_size=SIZE)
+        course = Cityscapes8(fixture_root, course_split, layout="course", image_size=SIZE)
         assert len(official) == len(course) > 0
         for i in range(len(official)):
             (image_a, label_a), (image_b, label_b) = official[i], course[i]
@@ -32,48 +32,48 @@ def test_both_layouts_read_the_fixture_to_identical_images_and_label_maps(fixtur
 
 
 def test_fixture_scenes_hold_all_eight_categories(fixture_root):
-    labels = torch.stack([label for _, label in Cityscapes8(fixture_root, "train", size=SIZE)])
+    labels = torch.stack([label for _, label in Cityscapes8(fixture_root, "train", image_size=SIZE)])
     assert labels.unique().tolist() == list(range(8))
 
 
 def test_valid_is_a_fixed_part_of_the_training_frames_disjoint_from_train(tmp_path):
     root = cityscapes.make_fixture(tmp_path, n_train=20, n_val=3, size=SIZE)
-    folder = Cityscapes8(root, "training", size=SIZE).samples
-    train = Cityscapes8(root, "train", size=SIZE).samples
-    valid = Cityscapes8(root, "valid", size=SIZE).samples
+    folder = Cityscapes8(root, "training", image_size=SIZE).samples
+    train = Cityscapes8(root, "train", image_size=SIZE).samples
+    valid = Cityscapes8(root, "valid", image_size=SIZE).samples
     assert len(valid) == 3 and len(train) == 17  # 15 % of 20 frames
     assert not set(train) & set(valid)
     assert sorted(train + valid) == sorted(folder)
     # repeatable: the same seed picks the same frames; another seed other frames
-    assert Cityscapes8(root, "valid", size=SIZE).samples == valid
-    assert Cityscapes8(root, "valid", size=SIZE, seed=1).samples != valid
+    assert Cityscapes8(root, "valid", image_size=SIZE).samples == valid
+    assert Cityscapes8(root, "valid", image_size=SIZE, seed=1).samples != valid
     assert cityscapes.valid_indices(20, seed=0) == cityscapes.valid_indices(20, seed=0)
 
 
 def test_test_split_is_the_validation_folder_and_valid_fraction_0_keeps_every_training_frame(fixture_root):
-    assert Cityscapes8(fixture_root, "test", size=SIZE).samples == Cityscapes8(fixture_root, "val", size=SIZE).samples
-    assert len(Cityscapes8(fixture_root, "train", size=SIZE, valid_fraction=0)) == 6
+    assert Cityscapes8(fixture_root, "test", image_size=SIZE).samples == Cityscapes8(fixture_root, "val", image_size=SIZE).samples
+    assert len(Cityscapes8(fixture_root, "train", image_size=SIZE, valid_fraction=0)) == 6
     with pytest.raises(ValueError, match="valid_fraction > 0"):
-        Cityscapes8(fixture_root, "valid", size=SIZE, valid_fraction=0)
+        Cityscapes8(fixture_root, "valid", image_size=SIZE, valid_fraction=0)
     with pytest.raises(ValueError, match="leaves none"):
         cityscapes.valid_indices(1, valid_fraction=0.5)
 
 
 def test_train_and_valid_caches_do_not_replace_each_other(fixture_root, tmp_path):
-    train = Cityscapes8(fixture_root, "train", size=SIZE, cache_dir=tmp_path, progress=False)
-    valid = Cityscapes8(fixture_root, "valid", size=SIZE, cache_dir=tmp_path, progress=False)
+    train = Cityscapes8(fixture_root, "train", image_size=SIZE, cache_dir=tmp_path, progress=False)
+    valid = Cityscapes8(fixture_root, "valid", image_size=SIZE, cache_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.images.npy"))) == 2
-    assert torch.equal(train[0][1], Cityscapes8(fixture_root, "train", size=SIZE)[0][1])
-    assert torch.equal(valid[0][1], Cityscapes8(fixture_root, "valid", size=SIZE)[0][1])
+    assert torch.equal(train[0][1], Cityscapes8(fixture_root, "train", image_size=SIZE)[0][1])
+    assert torch.equal(valid[0][1], Cityscapes8(fixture_root, "valid", image_size=SIZE)[0][1])
 
 
 def test_a_size_given_as_text_is_refused_with_what_to_do(fixture_root):
     with pytest.raises(ValueError, match="as_image_size"):
-        Cityscapes8(fixture_root, "val", size="[128, 256]")
+        Cityscapes8(fixture_root, "val", image_size="[128, 256]")
 
 
 def test_items_are_unnormalised_images_and_int64_category_maps(fixture_root):
-    image, label = Cityscapes8(fixture_root, "val", size=(16, 40))[0]
+    image, label = Cityscapes8(fixture_root, "val", image_size=(16, 40))[0]
     assert image.shape == (3, 16, 40) and image.dtype == torch.float32
     assert 0.0 <= image.min() and image.max() <= 1.0  # scaled by 1/255, no mean/std
     assert label.shape == (16, 40) and label.dtype == torch.int64
@@ -81,7 +81,7 @@ def test_items_are_unnormalised_images_and_int64_category_maps(fixture_root):
 
 
 def test_size_none_keeps_the_files_size(fixture_root):
-    image, label = Cityscapes8(fixture_root, "train", size=None)[0]
+    image, label = Cityscapes8(fixture_root, "train", image_size=None)[0]
     assert image.shape[1:] == label.shape == SIZE
 
 
@@ -115,7 +115,7 @@ def test_split_names_of_either_layout_work_on_both(fixture_root):
 def test_layout_is_detected_from_the_folders(tmp_path):
     course_only = cityscapes.make_fixture(tmp_path / "course", n_train=1, n_val=1, size=SIZE,
                                           layouts=("course",))
-    assert Cityscapes8(course_only, "training", size=SIZE).layout == "course"
+    assert Cityscapes8(course_only, "training", image_size=SIZE).layout == "course"
     assert not (course_only / "leftImg8bit").exists()
 
 
@@ -133,8 +133,8 @@ def test_a_missing_label_file_is_named(tmp_path):
 
 
 def test_augmentation_keeps_shapes_and_only_existing_categories(fixture_root):
-    plain = Cityscapes8(fixture_root, "train", size=SIZE)
-    augmented = Cityscapes8(fixture_root, "train", size=SIZE, augment=True, scale_range=(1.2, 1.6))
+    plain = Cityscapes8(fixture_root, "train", image_size=SIZE)
+    augmented = Cityscapes8(fixture_root, "train", image_size=SIZE, augment=True, scale_range=(1.2, 1.6))
     torch.manual_seed(0)
     for i in range(len(plain)):
         image, label = augmented[i]
@@ -155,8 +155,8 @@ def test_zooming_out_is_refused(fixture_root):
 
 
 def test_cached_items_equal_decoded_items(fixture_root, tmp_path):
-    plain = Cityscapes8(fixture_root, "val", size=SIZE)
-    cached = Cityscapes8(fixture_root, "val", size=SIZE, cache_dir=tmp_path / "cache", progress=False)
+    plain = Cityscapes8(fixture_root, "val", image_size=SIZE)
+    cached = Cityscapes8(fixture_root, "val", image_size=SIZE, cache_dir=tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache").glob("cityscapes-official-val-*.npy"))
     for i in range(len(plain)):
         assert all(torch.equal(a, b) for a, b in zip(plain[i], cached[i]))
@@ -193,7 +193,7 @@ def test_download_extracts_archives_put_in_the_root(fixture_root, tmp_path, monk
     archives = _zip_official_folders(fixture_root, tmp_path / "data")
     _use_md5s_of(monkeypatch, archives)
     root = cityscapes.download(tmp_path / "data", progress=False)
-    assert len(Cityscapes8(root, "val", size=SIZE)) == 3
+    assert len(Cityscapes8(root, "val", image_size=SIZE)) == 3
 
 
 def test_download_fetches_from_a_mirror_folder(fixture_root, tmp_path, monkeypatch):
@@ -201,7 +201,7 @@ def test_download_fetches_from_a_mirror_folder(fixture_root, tmp_path, monkeypat
     _use_md5s_of(monkeypatch, archives)
     monkeypatch.setenv("LABKIT_MIRROR", str(tmp_path / "mirror"))
     root = cityscapes.download(tmp_path / "data", progress=False, keep_archives=False)
-    assert len(Cityscapes8(root, "training", size=SIZE)) == 6
+    assert len(Cityscapes8(root, "training", image_size=SIZE)) == 6
     assert not list(root.glob("*.zip"))
 
 

@@ -4,11 +4,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit.compare import (MACS_COLUMN, TABLE_COLUMNS, describe_device, macs_on_meta,
-                            plot_comparison, reset_peak_memory, train_and_measure)
+from labkit.compare import MACS_COLUMN, TABLE_COLUMNS, plot_comparison, train_and_measure
+from labkit.device import describe_device
 from labkit.evaluate import evaluate_segmentation
 from labkit.metrics import dice_score
-from labkit.train import peak_memory_mb
+from labkit.profile import macs_on_meta, peak_memory_mb, reset_peak_memory
 
 
 def red_things(count: int, seed: int) -> TensorDataset:

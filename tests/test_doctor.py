@@ -4,11 +4,11 @@ import sys
 import torch
 import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 
-from labkit import doctor
+from labkit.tools import doctor
 
 
 def test_doctor_runs_offline_and_exits_zero_here(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "labkit.doctor", "--data", str(tmp_path)],
+    completed = subprocess.run([sys.executable, "-m", "labkit.tools.doctor", "--data", str(tmp_path)],
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "torch " + torch.__version__ in completed.stdout
@@ -41,7 +41,17 @@ def test_albumentations_update_check_is_flagged_when_not_disabled(monkeypatch):
 
 
 def test_a_present_dataset_is_reported_for_its_lab(tmp_path):
-    (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
-    (tmp_path / "oxford-iiit-pet" / "annotations" / "trainval.txt").write_text("a 1 1 1\n")
+    root = tmp_path / "oxford-iiit-pet"  # the layout pets.check_root asks for, nothing more
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    for name in ("trainval.txt", "test.txt"):
+        (root / "annotations" / name).write_text("a 1 1 1\n")
     findings = doctor._datasets(tmp_path)
     assert any(f.level == "ok" and "Oxford-IIIT Pet: found" in f.detail for f in findings)
+
+
+def test_a_partial_dataset_is_not_reported_as_found(tmp_path):
+    (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
+    (tmp_path / "oxford-iiit-pet" / "annotations" / "trainval.txt").write_text("a 1 1 1\n")
+    finding = next(f for f in doctor._datasets(tmp_path) if "Oxford-IIIT Pet" in f.detail)
+    assert finding.level == "warn" and "lacks images" in finding.fix

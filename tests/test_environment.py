@@ -9,7 +9,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.conftest import REPO_ROOT
+from labkit.paths import REPO_ROOT
 
 
 def pyproject_requirements() -> dict:

@@ -1,14 +1,12 @@
-"""python -m labkit.grade: one row per submission with the right exit code, whatever the file does."""
+"""python -m labkit.grading.batch: one row per submission with the right exit code, whatever the file does."""
 import json
-import textwrap
 
 import torch
 
-from labkit.grade import EXIT_TIMEOUT, TASKS, grade_folder, main, student_id, write_results
+from labkit.grading.batch import EXIT_TIMEOUT, TASKS, grade_folder, main, student_id, write_results
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
-from tests.conftest import REPO_ROOT
-from tests.test_io import CreatesMarkerWhenUnpickled
+from tests.helpers import CreatesMarkerWhenUnpickled, hanging_checks_dir
 
 
 def test_student_ids_come_from_the_course_file_names(tmp_path):
@@ -16,22 +14,6 @@ def test_student_ids_come_from_the_course_file_names(tmp_path):
     assert student_id(tmp_path / "a_b_model_task2.pth", TASKS["efficient"]) == "a_b"
     assert student_id(tmp_path / "s42" / "unet.pth", TASKS["segmentation"]) == "s42"
     assert student_id(tmp_path / "s42" / "resnet34_unet.pth", TASKS["segmentation"]) == "s42"
-
-
-def hanging_checks_dir(tmp_path, script="check_segmentation.py"):
-    """The real check, except that student "hang"'s file blocks forever (a stand-in for a hang)."""
-    folder = tmp_path / "checks"
-    folder.mkdir()
-    real = REPO_ROOT / "checks" / script
-    (folder / script).write_text(textwrap.dedent(f"""
-        import pathlib, runpy, sys, time
-        submission = pathlib.Path(sys.argv[sys.argv.index("--path") + 1])
-        if submission.name.startswith("hang") or submission.parent.name == "hang":
-            time.sleep(3600)
-        sys.argv[0] = {str(real)!r}
-        runpy.run_path({str(real)!r}, run_name="__main__")
-    """))
-    return folder
 
 
 def test_a_folder_of_good_bad_hostile_and_hanging_files_gets_one_row_each(trained_unet, tmp_path):

@@ -5,12 +5,10 @@ import time
 import torch
 from torch.nn.utils import prune as torch_prune
 
-from labkit.grade import EXIT_TIMEOUT, grade_folder
+from labkit.grading.batch import EXIT_TIMEOUT, grade_folder
 from labkit.io import save_state_dict
 from labkit.models.unet import UNet
-from tests.test_check_pruning import CAT, constant_model
-from tests.test_grade import hanging_checks_dir
-from tests.test_io import CreatesMarkerWhenUnpickled
+from tests.helpers import CAT, CreatesMarkerWhenUnpickled, constant_model, hanging_checks_dir
 
 DOG = CAT + 2
 

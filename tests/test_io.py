@@ -5,16 +5,7 @@ import torch
 from torch.nn.utils import prune
 
 from labkit.io import SubmissionError, load_into, load_state_dict_file, save_state_dict
-
-
-class CreatesMarkerWhenUnpickled:
-    """Unpickling this calls open(marker, "w"): what a hostile submission would do."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.helpers import CreatesMarkerWhenUnpickled
 
 
 @pytest.fixture

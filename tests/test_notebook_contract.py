@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from labkit.colab import COLAB_CELL
-from tests.conftest import REPO_ROOT
+from labkit.tools.colab import COLAB_CELL
+from labkit.paths import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

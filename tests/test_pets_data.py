@@ -12,7 +12,7 @@ from PIL import Image
 
 from labkit.data import pets
 from labkit.data.cache import load_or_build_cache
-from labkit.data.download import ChecksumError, DatasetNotFoundError, md5sum, mirrored_url
+from labkit.download import ChecksumError, DatasetNotFoundError, md5sum, mirrored_url
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-iiit-pet-sample"
 
@@ -240,7 +240,7 @@ def test_real_sample_split_sizes(sample_root):
 def test_real_sample_rgba_png_named_jpg_decodes_to_rgb(sample_root):
     path = sample_root / "images" / "Abyssinian_5.jpg"
     assert Image.open(path).mode == "RGBA"
-    assert pets.load_rgb(path).shape[2] == 3
+    assert pets.read_rgb(path).shape[2] == 3
 
 
 def test_real_sample_masks_are_binary_with_both_values(sample_root):

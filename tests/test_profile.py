@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
+from labkit.grading.tasks import fom
 from labkit.models.unet import UNet
 from labkit.profile import (
     count_macs,
     count_params,
-    fom,
     latency,
     model_size_bytes,
     state_dict_size_bytes,

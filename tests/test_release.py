@@ -7,8 +7,8 @@ import textwrap
 import nbformat
 import pytest
 
-from labkit.release import LeakError, Release, build_student_edition, scan_for_leaks, strip_solutions
-from tests.conftest import REPO_ROOT
+from labkit.tools.release import LeakError, Release, build_student_edition, scan_for_leaks, strip_solutions
+from labkit.paths import REPO_ROOT
 
 SOURCE = textwrap.dedent('''
     def dice(prediction, target):
@@ -94,7 +94,7 @@ def test_leak_scan_catches_a_planted_solution_line(tmp_path):
 
 
 def test_release_of_this_repository_is_clean(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "labkit.release", "--source", str(REPO_ROOT),
+    completed = subprocess.run([sys.executable, "-m", "labkit.tools.release", "--source", str(REPO_ROOT),
                                 "--out", str(tmp_path / "student")], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     assert not (tmp_path / "student" / "tests").exists()
@@ -106,7 +106,7 @@ def test_student_notebooks_stop_at_their_first_todo_and_nbval_expects_it(tmp_pat
     NotImplementedError there, and that cell is marked for nbval (later cells are skipped)."""
     import os
     student = tmp_path / "student"
-    completed = subprocess.run([sys.executable, "-m", "labkit.release", "--source", str(REPO_ROOT),
+    completed = subprocess.run([sys.executable, "-m", "labkit.tools.release", "--source", str(REPO_ROOT),
                                 "--out", str(student), "--verify"], capture_output=True, text=True,
                                timeout=1500)
     assert completed.returncode == 0, completed.stderr[-2000:]

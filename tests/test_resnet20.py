@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.data.download import ChecksumError, DatasetNotFoundError
+from labkit.download import ChecksumError, DatasetNotFoundError
 from labkit.io import SubmissionError, save_state_dict
 resnet20_module = importlib.import_module("labkit.models.resnet20")  # the module, not the function
 from labkit.models.resnet20 import load_pretrained, resnet20

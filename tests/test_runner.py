@@ -7,12 +7,11 @@ import psutil
 import pytest
 import yaml
 
-from labkit.cli import main
-from labkit.course_targets import END_MARKER, START_MARKER, replace_marked_section, results_rows
-from labkit.runner import (check_sections, dataset_used, find_notebooks, load_params_file, notebook_parameters,
-                           notebook_timeout, read_yaml_value, run_notebooks, run_rows)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from labkit.tools.cli import main
+from labkit.paths import REPO_ROOT
+from labkit.tools.readme_table import END_MARKER, START_MARKER, replace_marked_section, results_rows, run_rows
+from labkit.tools.runner import (check_sections, dataset_used, find_notebooks, load_params_file, notebook_parameters,
+                                 notebook_timeout, read_yaml_value, run_notebooks)
 PARAMETERS_CELL = 'import os\nSMOKE = os.environ.get("LABKIT_SMOKE") == "1"\nOUT_DIR = "runs/x"\n'
 
 
@@ -33,11 +32,11 @@ def two_notebook_run(tmp_path_factory):
     notebooks = root / "notebooks"
     notebooks.mkdir()
     write_notebook(notebooks / "01_fails.ipynb", PARAMETERS_CELL,
-                   'from labkit.record import record\nrecord("before_failure", 1.5)',
+                   'from labkit.tools.record import record\nrecord("before_failure", 1.5)',
                    'raise RuntimeError("deliberate failure for the test")')
     write_notebook(notebooks / "02_records.ipynb",
                    PARAMETERS_CELL + 'GREETING = "default"\nEPOCHS = None\nLR = None\n',
-                   "from pathlib import Path\nfrom labkit.record import record\n"
+                   "from pathlib import Path\nfrom labkit.tools.record import record\n"
                    'record("greeting", GREETING)\nrecord("epochs", EPOCHS)\nrecord("lr", LR)\n'
                    'record("smoke_parameter", SMOKE)\nrecord("smoke_environment", os.environ["LABKIT_SMOKE"])\n'
                    'record("out_dir", OUT_DIR)\nrecord("cwd", str(Path.cwd()))\nrecord("accuracy", 40 + 2.5)\n'
@@ -93,7 +92,7 @@ def test_a_hanging_notebook_is_killed_at_the_timeout_with_its_children(tmp_path,
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     write_notebook(notebooks / "03_hangs.ipynb", PARAMETERS_CELL + "SLEEP_SECONDS = 0\n",
-                   "import subprocess, sys\nfrom labkit.record import record\n"
+                   "import subprocess, sys\nfrom labkit.tools.record import record\n"
                    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
                    'record("child_pid", child.pid)',
                    "import time\ntime.sleep(SLEEP_SECONDS)")

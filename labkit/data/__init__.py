@@ -2,6 +2,6 @@
 
 Import the dataset module you need, e.g. ``from labkit.data import pets``.
 """
-from labkit.data.download import ChecksumError, DatasetNotFoundError
+from labkit.download import ChecksumError, DatasetNotFoundError
 
 __all__ = ["ChecksumError", "DatasetNotFoundError"]

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from labkit.data.download import (DatasetNotFoundError, download_url, extract_archive,
+from labkit.download import (DatasetNotFoundError, download_url, extract_archive,
                                   how_to_get_message)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

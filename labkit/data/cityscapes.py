@@ -35,14 +35,14 @@ Example (a synthetic set written in both layouts from the same scenes)::
 
     >>> import tempfile
     >>> root = make_fixture(tempfile.mkdtemp(), n_train=4, n_val=2, size=(32, 64))
-    >>> official = Cityscapes8(root, "training", layout="official", size=(32, 64))
-    >>> course = Cityscapes8(root, "training", layout="course", size=(32, 64))
+    >>> official = Cityscapes8(root, "training", layout="official", image_size=(32, 64))
+    >>> course = Cityscapes8(root, "training", layout="course", image_size=(32, 64))
     >>> image, label = official[0]
     >>> tuple(image.shape), tuple(label.shape), label.dtype
     ((3, 32, 64), (32, 64), torch.int64)
     >>> bool((course[0][1] == label).all())
     True
-    >>> len(Cityscapes8(root, "train", size=(32, 64))), len(Cityscapes8(root, "valid", size=(32, 64)))
+    >>> len(Cityscapes8(root, "train", image_size=(32, 64))), len(Cityscapes8(root, "valid", image_size=(32, 64)))
     (3, 1)
 """
 
@@ -59,7 +59,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
 from labkit.data.cache import cached_split
-from labkit.data.download import (ChecksumError, DatasetNotFoundError, download_url,
+from labkit.download import (ChecksumError, DatasetNotFoundError, download_url,
                                   extract_archive, how_to_get_message, md5sum)
 
 CATEGORY_NAMES = ("void", "flat", "construction", "object", "nature", "sky", "human", "vehicle")
@@ -155,6 +155,14 @@ def _how_to_get(root: Path) -> str:
               "browser). The course's own copy (ROOT/training/image/0000.png + "
               "ROOT/training/semantic_rgb/0000.png, same for validation) works as well."
               f"\nFor a small synthetic stand-in: labkit.data.cityscapes.make_fixture({str(root)!r}).")
+
+
+def check_root(root: str | Path) -> Path:
+    """Return `root` as a Path if it holds Cityscapes (either layout), else raise
+    `DatasetNotFoundError` saying how to get it. The same question for every dataset module."""
+    root = Path(root)
+    detect_layout(root)
+    return root
 
 
 def detect_layout(root: str | Path) -> str:
@@ -292,12 +300,12 @@ class Cityscapes8(Dataset):
             15 % by default, fixed by ``seed``); ``valid_fraction=0``: ``"train"`` is every
             training frame and ``"valid"`` is refused.
         layout: ``"auto"`` (from the folders present), ``"official"`` or ``"course"``.
-        size: (H, W) to resize to, default the course's (256, 512); ``None`` keeps each file's size.
+        image_size: (H, W) to resize to, default the course's (256, 512); ``None`` keeps each file's size.
         augment: random horizontal flip and random scale-then-crop (zoom in by a factor drawn
-            from ``scale_range``, crop back to ``size``). For training only.
+            from ``scale_range``, crop back to ``image_size``). For training only.
         scale_range: (min, max) zoom factors, both >= 1 so the crop never needs padding.
         cache: decode and resize every sample once and read uint8 arrays afterwards (augmentation
-            still runs per item); needs `size`. ``cache_dir`` defaults to ``ROOT/.labkit_cache``.
+            still runs per item); needs `image_size`. ``cache_dir`` defaults to ``ROOT/.labkit_cache``.
 
     Each item: image float32 (3, H, W) in [0, 1]; label int64 (H, W) in 0..7 (``CATEGORY_NAMES``).
     Attributes: ``split`` (the folder read, e.g. ``"training"``), ``part`` (``"train"``,
@@ -305,7 +313,7 @@ class Cityscapes8(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", *, layout: str = "auto",
-                 size: tuple[int, int] | None = (256, 512), augment: bool = False,
+                 image_size: tuple[int, int] | None = (256, 512), augment: bool = False,
                  scale_range: tuple[float, float] = (1.0, 1.5), cache: bool = False,
                  cache_dir: str | Path | None = None, progress: bool = True,
                  valid_fraction: float = VALID_FRACTION, seed: int = 0):
@@ -321,10 +329,10 @@ class Cityscapes8(Dataset):
             held_out = set(valid_indices(len(samples), valid_fraction=valid_fraction, seed=seed))
             samples = [pair for i, pair in enumerate(samples) if (i in held_out) == (split == "valid")]
         self.samples = samples
-        if size is not None and (isinstance(size, (str, bytes)) or len(size) != 2):
-            raise ValueError(f"size must be (H, W) as two integers, e.g. (256, 512), got {size!r}; "
+        if image_size is not None and (isinstance(image_size, (str, bytes)) or len(image_size) != 2):
+            raise ValueError(f"image_size must be (H, W) as two integers, e.g. (256, 512), got {image_size!r}; "
                              "parse a text value first (labkit.params.as_image_size)")
-        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.augment = augment
         if min(scale_range) < 1.0 or scale_range[0] > scale_range[1]:
             raise ValueError(f"scale_range must be (min, max) with 1 <= min <= max, got {scale_range}: "
@@ -332,7 +340,7 @@ class Cityscapes8(Dataset):
         self.scale_range = scale_range
         self._cached = cached_split(self.decode, len(self.samples), cache=cache, cache_dir=cache_dir,
                                     root=self.root, tag=f"cityscapes-{self.layout}-{self.split}-{self.part}",
-                                    size=self.size, progress=progress,
+                                    size=self.image_size, progress=progress,
                                     source_files=[path for pair in self.samples for path in pair])
 
     def __len__(self) -> int:
@@ -348,8 +356,8 @@ class Cityscapes8(Dataset):
         if image.size != label.size:
             raise ValueError(f"{image_path} is {image.size} but its label {label_path} is {label.size} "
                              "(width, height); the pair does not belong together")
-        if self.size is not None:
-            size_wh = (self.size[1], self.size[0])  # PIL wants (width, height)
+        if self.image_size is not None:
+            size_wh = (self.image_size[1], self.image_size[0])  # PIL wants (width, height)
             image = image.resize(size_wh, Image.BILINEAR)
             label = label.resize(size_wh, Image.NEAREST)  # nearest: a label must stay a category
         return np.asarray(image), np.asarray(label)

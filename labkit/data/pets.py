@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from labkit.data.cache import cached_split
-from labkit.data.download import (DatasetNotFoundError, download_url, extract_archive,
+from labkit.download import (DatasetNotFoundError, download_url, extract_archive,
                                   how_to_get_message)
 
 # (official URL, MD5, folder the archive unpacks to) -- from torchvision's OxfordIIITPet._RESOURCES
@@ -71,7 +71,7 @@ def check_root(root: str | Path) -> Path:
 def download(root: str | Path, *, progress: bool = True, keep_archives: bool = True) -> Path:
     """Download, verify (MD5) and extract the official archives into `root`; skip what is there.
 
-    Honours the ``LABKIT_MIRROR`` environment variable (see `labkit.data.download`). Archives that
+    Honours the ``LABKIT_MIRROR`` environment variable (see `labkit.download`). Archives that
     were placed in `root` by hand are verified and extracted without any network access.
     """
     root = Path(root)
@@ -103,13 +103,13 @@ def split_names(root: str | Path, split: str) -> list[str]:
     return [name for i, name in enumerate(names) if (i % 10 == 0) == (split == "valid")]
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+def read_rgb(path: str | Path) -> np.ndarray:
     """uint8 (H, W, 3) from any image file PIL reads, whatever its extension says (RGBA, P, L...)."""
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
 
-def load_trimap(path: str | Path) -> np.ndarray:
+def read_trimap(path: str | Path) -> np.ndarray:
     """uint8 (H, W) trimap with values in {1, 2, 3}; anything else raises naming the file."""
     with Image.open(path) as image:
         trimap = np.asarray(image)
@@ -149,6 +149,8 @@ class OxfordIIITPet(Dataset):
         split: "train", "valid" or "test" (course rule: valid = every 10th trainval line).
         image_size: int or (H, W) to resize to (image bilinear, mask nearest); None keeps each
             file's own size (then `transform` must resize, or use batch size 1).
+        augment: use :func:`train_transform` at ``image_size`` (for training); for other
+            settings (a seed, zoom) pass ``transform=train_transform(...)`` instead.
         transform: albumentations Compose, applied to ``image=uint8 (H, W, 3), mask=uint8 (H, W)``;
             geometry and colour only. See `train_transform` and `eval_transform`.
         cache: decode and resize every sample of the split once and read uint8 arrays afterwards
@@ -162,13 +164,15 @@ class OxfordIIITPet(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", *,
-                 image_size: int | tuple[int, int] | None = 256, transform=None,
+                 image_size: int | tuple[int, int] | None = 256, augment: bool = False, transform=None,
                  cache: bool = False, cache_dir: str | Path | None = None, progress: bool = True):
         self.root = check_root(root)
         self.split = split
         self.names = split_names(self.root, split)
         self.image_size = None if image_size is None else _size_hw(image_size)
-        self.transform = transform
+        if augment and transform is not None:
+            raise ValueError("give augment=True (the default train_transform) or a transform, not both")
+        self.transform = train_transform(self.image_size or 256) if augment else transform
         files = [path for i in range(len(self.names))
                  for path in (self.image_path(i), self.trimap_path(i))]
         missing = [path for path in files if not path.is_file()]
@@ -205,11 +209,11 @@ class OxfordIIITPet(Dataset):
 
     def trimap(self, i: int) -> np.ndarray:
         """Raw trimap uint8 (H0, W0) at the file's own size, values in {1, 2, 3}."""
-        return load_trimap(self.trimap_path(i))
+        return read_trimap(self.trimap_path(i))
 
     def decode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample i as uint8 image (H, W, 3) and mask (H, W) in {0, 1}, resized, no transform."""
-        image = Image.fromarray(load_rgb(self.image_path(i)))
+        image = Image.fromarray(read_rgb(self.image_path(i)))
         mask = Image.fromarray(trimap_to_mask(self.trimap(i)))
         if self.image_size is not None:
             size_wh = (self.image_size[1], self.image_size[0])  # PIL wants (width, height)

@@ -6,7 +6,7 @@ The layout (and so every key) matches the public ``chenyaofo/pytorch-cifar-model
 ``layer{2,3}.0.downsample.{0,1}.*``, ``fc.weight``, ``fc.bias``.
 
 ``load_pretrained()`` fetches that model (92.60% test accuracy, published by its author) or reads a
-local copy; ``train_baseline`` is the recipe for training one yourself with ``labkit.train``.
+local copy; ``labkit.train.train_baseline`` is the recipe for training one yourself.
 
 Example:
     >>> import torch
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from labkit.data.download import ChecksumError, download_url
+from labkit.download import ChecksumError, download_url  # core, not labkit.data: models load no dataset
 from labkit.io import load_into, load_state_dict_file
 
 # The course's pretrained model. As with torch.hub, the 8 hex digits in the file name are the start of
@@ -36,10 +36,6 @@ DEFAULT_URL = ("https://github.com/chenyaofo/pytorch-cifar-models/releases/downl
 PUBLISHED_ACCURACY = 92.60  # % on the CIFAR-10 test set, from the chenyaofo/pytorch-cifar-models README
 CONV_LINEAR_WEIGHTS = 270_896  # the weights the course's sparsity counts (conv + linear, no bias/BN)
 
-# Baseline training from scratch (SGD + cosine, the usual CIFAR ResNet recipe), meant to reach >= 92%
-# test accuracy on a GPU. Not measured by labkit: no GPU with CIFAR-10 was available when it was written.
-BASELINE_RECIPE = {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-                   "weight_decay": 5e-4, "nesterov": True}
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -148,7 +144,7 @@ def load_pretrained(path_or_url: str | Path = DEFAULT_URL, *, model: CifarResNet
     or server holding the file. Either way the weights are read safely (``weights_only=True``, on
     the CPU) and loaded strictly into ``model`` (a fresh ``resnet20()`` when None).
 
-    Raises ``labkit.data.download.DatasetNotFoundError`` offline (the message says where to put the
+    Raises ``labkit.download.DatasetNotFoundError`` offline (the message says where to put the
     file), ``ChecksumError`` for a file with the wrong hash, ``labkit.io.SubmissionError`` for a file
     that is not a ResNet-20 state_dict.
 
@@ -175,25 +171,3 @@ def load_pretrained(path_or_url: str | Path = DEFAULT_URL, *, model: CifarResNet
         path = Path(path_or_url)
     model = model if model is not None else resnet20()
     return load_into(model, load_state_dict_file(path))
-
-
-def train_baseline(model: nn.Module, train_loader, *, valid_loader=None, epochs: int = 200,
-                   lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
-                   nesterov: bool = True, device="auto", checkpoint_dir=None, resume: bool = False,
-                   progress: bool = True, log=print) -> dict:
-    """Train ``model`` from scratch with ``BASELINE_RECIPE`` (SGD with momentum, cosine learning rate).
-
-    Returns ``labkit.train.fit``'s result (history, best accuracy on ``valid_loader``). Resumable:
-    pass ``checkpoint_dir`` and ``resume=True`` after a disconnect.
-    """
-    from labkit.evaluate import evaluate_classification
-    from labkit.train import fit  # imported here: models sit below the training loop in labkit
-
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                weight_decay=weight_decay, nesterov=nesterov)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
-    return fit(model, train_loader, loss_fn=nn.CrossEntropyLoss(), epochs=epochs, optimizer=optimizer,
-               scheduler=scheduler, scheduler_per_step=True, valid_loader=valid_loader,
-               evaluate=evaluate_classification if valid_loader is not None else None,
-               monitor="accuracy", device=device, checkpoint_dir=checkpoint_dir, resume=resume,
-               progress=progress, log=log)

@@ -1,6 +1,6 @@
 """Grade a folder of submissions: one check process per file, in parallel, with a timeout.
 
-    python -m labkit.grade DIR --task pruning --data data/cifar10 --jobs 2 --timeout 600 --out grades.csv
+    python -m labkit grade DIR --task pruning --data data/cifar10 --jobs 2 --timeout 600 --out grades.csv
 
 Each submission runs ``checks/check_<task>.py --path FILE --json`` in its own process (its own
 session, so a hang is killed with everything it started), so a crash, a hang or a hostile file in one
@@ -22,27 +22,15 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-CHECKS_DIR = Path(__file__).resolve().parents[1] / "checks"
+from labkit.grading.call_check import check_command, last_json_line
+from labkit.grading.tasks import TASKS, Task
+from labkit.paths import CHECKS_DIR
+
 EXIT_TIMEOUT = 124  # what GNU timeout uses; the check itself never returns it
-
-
-@dataclass(frozen=True)
-class Task:
-    script: str
-    artifact_suffixes: tuple[str, ...]  # how a submission's file name ends, after the student id
-
-
-TASKS = {
-    "segmentation": Task("check_segmentation.py", ("unet.pth", "resnet34_unet.pth")),
-    "pruning": Task("check_pruning.py", ("pruning.pt", "pruning.pth")),
-    "quantization": Task("check_quantization.py", ("quantization.pt", "quantization.pth")),
-    "efficient": Task("check_efficient.py", ("model_task1.pth", "model_task2.pth")),
-}
 
 
 def student_id(path: Path, task: Task) -> str:
@@ -62,21 +50,21 @@ def find_submissions(folder: Path, task: Task) -> list[Path]:
     return sorted(files, key=lambda path: (student_id(path, task), str(path)))
 
 
-def _extra_arguments(path: Path, task_name: str) -> list[str]:
+def _file_flags(path: Path, task_name: str) -> dict:
     """Per-file options a check needs beyond --path (the model or task named by the file)."""
     if task_name == "segmentation":
-        return ["--model", "resnet34_unet" if path.name.endswith("resnet34_unet.pth") else "unet"]
+        return {"model": "resnet34_unet" if path.name.endswith("resnet34_unet.pth") else "unet"}
     if task_name == "efficient":
-        return ["--task", "2" if path.name.endswith("task2.pth") else "1"]
-    return []
+        return {"task": 2 if path.name.endswith("task2.pth") else 1}
+    return {}
 
 
 def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout: float,
               checks_dir: Path = CHECKS_DIR, python: str = sys.executable) -> dict:
     """Run the check on one file; always returns a row, whatever the file does."""
     task = TASKS[task_name]
-    command = [python, str(checks_dir / task.script), "--path", str(path), "--json",
-               *_extra_arguments(path, task_name), *check_arguments]
+    command = check_command(task_name, path, *check_arguments, checks_dir=checks_dir, python=python,
+                            **_file_flags(path, task_name))
     row = {"id": student_id(path, task), "file": str(path), "status": "ok", "exit_code": None,
            "passed": False, "metrics": {}, "message": "", "seconds": 0.0}
     started = time.perf_counter()
@@ -91,7 +79,7 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
                    message=f"timed out after {timeout:g} s; the check was stopped")
     else:
         row["exit_code"] = process.returncode
-        verdict = _last_json_line(stdout)
+        verdict = last_json_line(stdout)
         if verdict is None:
             tail = (stderr.strip().splitlines() or ["no output"])[-1]
             row.update(status="crashed", message=f"the check ended without a verdict: {tail[:300]}")
@@ -100,17 +88,6 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
                        message=verdict.get("message", ""))
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
-
-
-def _last_json_line(text: str) -> dict | None:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (), jobs: int = 1,
@@ -147,7 +124,7 @@ def write_results(rows: list[dict], csv_path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m labkit.grade", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m labkit grade", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="folder of submissions (searched recursively)")
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--data", help="dataset root passed to the check")

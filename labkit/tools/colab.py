@@ -54,9 +54,9 @@ def write_colab_cell(notebook_path) -> None:
 
 
 if __name__ == "__main__":
-    # After changing REPOSITORY/RELEASE above: python -m labkit.colab  (rewrites every lab notebook)
-    from pathlib import Path
+    # After changing REPOSITORY/RELEASE above: python -m labkit.tools.colab  (rewrites every lab notebook)
+    from labkit.paths import NOTEBOOKS_DIR
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
         write_colab_cell(path)
         print(f"updated {path.name}")

@@ -34,7 +34,7 @@ the rest), used unless ``--timeout`` is given. Example ``params.yaml``::
 What lands in ``<out>``: ``<name>.ipynb`` (the executed notebook, with every output), ``<name>.log``
 (papermill's log, cell outputs included), ``<name>.params.yaml`` (the parameters it got), ``<name>/``
 (its OUT_DIR), and ``summary.json`` / ``summary.md``. Paths in the summary are relative to ``<out>``.
-Metrics are whatever the notebook passed to ``labkit.record`` (read back with ``collect_records``).
+Metrics are whatever the notebook passed to ``labkit.tools.record`` (read back with ``collect_records``).
 The summary also says which data each notebook read (``data``: the folder name and resolved path of its
 ``DATA_ROOT``, or the synthetic fixture in SMOKE mode) and on what machine (``cpu_model``,
 ``usable_cores``, ``gpu``, ``omp_num_threads``), which is what ``python -m labkit readme-table`` shows.
@@ -61,7 +61,8 @@ from pathlib import Path
 
 import yaml
 
-from labkit.record import collect_records
+from labkit.tools.record import collect_records
+from labkit.paths import NOTEBOOKS_DIR
 from labkit.tables import format_table
 
 MODES = ("smoke", "full")
@@ -77,7 +78,7 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tracebacks from the kernel
 def default_notebooks_dir() -> Path:
     """``./notebooks`` when run from a checkout, else the folder beside the installed package."""
     here = Path("notebooks")
-    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+    return here if here.is_dir() else NOTEBOOKS_DIR
 
 
 def find_notebooks(selection=(), *, notebooks_dir=None) -> list[Path]:
@@ -401,11 +402,7 @@ def write_summary(summary: dict, out_dir) -> None:
     (out_dir / "summary.md").write_text(summary_markdown(summary))
 
 
-# ----------------------------------------------------------------------------- README results table
-
-BOOKKEEPING = re.compile(r"exit_code|threads|seconds|epochs|pid")  # recorded, but not a result
-SPLIT_NAMES = {"test": "test", "valid": "valid", "val": "valid", "validation": "valid", "train": "train"}
-
+# ----------------------------------------------------------------------------- the machine a run used
 
 def machine_description(summary: dict, entry: dict | None = None) -> str:
     """``CPU AMD EPYC 7B13, 1 of 2 cores, OMP_NUM_THREADS=1`` or ``NVIDIA H200; CPU ..., 16 cores``.
@@ -424,102 +421,6 @@ def machine_description(summary: dict, entry: dict | None = None) -> str:
         extra = device[3:].strip()  # a notebook may record e.g. "cpu (2 threads)"
         return f"{cpu} {extra}" if extra else cpu
     return f"{summary.get('gpu') or device}; {cpu}"
-
-
-def headline_metrics(metrics: dict) -> dict:
-    """The recorded numbers worth a table cell: scalars, minus bookkeeping (times per epoch, exit codes)."""
-    return {name: value for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not BOOKKEEPING.search(name)}
-
-
-def metric_splits(metrics: dict) -> str:
-    """Which splits the metrics are on, read from their names (``test_dice``, ``task1_valid_miou``), with
-    the split sizes when the notebook recorded ``splits`` ({"test": 50, ...}); says so when some
-    metrics name no split (name them ``test_...``/``valid_...`` to make the table exact).
-
-    Example:
-        >>> metric_splits({"test_dice": 0.8, "valid_dice": 0.82, "splits": {"train": 200, "test": 50}})
-        'test (50), valid'
-    """
-    found, unnamed = [], 0
-    for name in headline_metrics(metrics):
-        splits = [SPLIT_NAMES[token] for token in re.split(r"[^a-z0-9]+", name.lower()) if token in SPLIT_NAMES]
-        unnamed += not splits
-        found += [split for split in splits if split not in found]
-    if not found:
-        return "not in the metric names"
-    sizes = metrics.get("splits") if isinstance(metrics.get("splits"), dict) else {}
-    order = ["test", "valid", "train"]
-    shown = ", ".join(f"{split} ({sizes[split]})" if split in sizes else split
-                      for split in sorted(found, key=order.index))
-    return f"{shown}; the rest name no split" if unnamed else shown
-
-
-def _dataset_name(entry: dict, mode: str) -> str:
-    data = entry.get("data") or {}
-    if data.get("name"):
-        return data["name"]
-    if mode == "smoke":
-        return "synthetic fixture"
-    root = (entry.get("parameters") or {}).get("DATA_ROOT")
-    return Path(root).name if root else "?"
-
-
-def run_rows(summaries: list[dict]) -> list[dict]:
-    """One row per notebook per summary, grouped by notebook so a SMOKE row sits beside a FULL one."""
-    from labkit.course_targets import format_value
-    rows = []
-    for order, summary in enumerate(summaries):
-        mode = str(summary.get("mode", "?"))
-        for entry in summary.get("notebooks", []):
-            metrics = entry.get("metrics") or {}
-            shown = ", ".join(f"{name} {format_value(value)}" for name, value in headline_metrics(metrics).items())
-            if entry.get("status") != "ok":
-                shown = f"{shown} (run {entry.get('status')})".strip()
-            seconds = entry.get("seconds")
-            rows.append((entry["notebook"], order, {
-                "Notebook": entry["notebook"], "Mode": mode.upper(), "Data set": _dataset_name(entry, mode),
-                "Split": metric_splits(metrics), "Metrics": shown or "-",
-                "Hardware": machine_description(summary, entry),
-                "Minutes": f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "?",
-                "Date": str(summary.get("started", "?"))[:10]}))
-    return [row for _, _, row in sorted(rows, key=lambda item: item[:2])]
-
-
-def readme_table(summaries: list[dict], *, sources=()) -> str:
-    """The Markdown between the README markers: every run's rows, then the course goals (latest run per lab)."""
-    from labkit.course_targets import results_rows
-    command = "python -m labkit readme-table " + " ".join(str(source) for source in sources)
-    return "\n".join([
-        format_table(run_rows(summaries)), "",
-        "Course goals, from the latest run of each lab (SMOKE rows get no verdict: synthetic data):", "",
-        format_table(results_rows(summaries)), "",
-        f"Generated by `{command.strip()}` from `labkit.record` values in the executed notebooks and "
-        "the machine each summary describes; do not edit by hand."])
-
-
-def readme_main(argv: list[str] | None = None) -> int:
-    """``labkit readme-table SUMMARY_JSON ...``: rewrite README.md's results section (or ``--print`` it)."""
-    from labkit.course_targets import replace_marked_section
-    parser = argparse.ArgumentParser(prog="labkit readme-table",
-                                     description="Rewrite README.md's results table from run summaries "
-                                                 "(e.g. a SMOKE run and a FULL run on real data).")
-    parser.add_argument("summaries", nargs="+", metavar="SUMMARY_JSON", help="summary.json of a run")
-    parser.add_argument("--readme", default="README.md", help="the file with the results markers")
-    parser.add_argument("--print", action="store_true", help="only print the table")
-    args = parser.parse_args(argv)
-    summaries = []
-    for path in args.summaries:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such summary; make one with 'python -m labkit run ... --out DIR'")
-        summaries.append(json.loads(Path(path).read_text()))
-    table = readme_table(summaries, sources=args.summaries)
-    print(table)
-    if not args.print:
-        readme = Path(args.readme)
-        readme.write_text(replace_marked_section(readme.read_text(), table))
-        print(f"updated the results table in {readme}")
-    return 0
 
 
 # ----------------------------------------------------------------------------- command line

@@ -19,7 +19,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from labkit.data.download import DatasetNotFoundError
+from labkit.download import DatasetNotFoundError
 from labkit.io import SubmissionError, load_into, load_state_dict_file
 
 EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID, EXIT_ENVIRONMENT = 0, 1, 2, 3

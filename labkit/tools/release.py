@@ -23,11 +23,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit.paths import REPO_ROOT
+
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 SHIPPED = ("README.md", "environment.yml", "pyproject.toml", "constraints.txt", "Makefile", ".gitignore",
            "labkit", "checks", "notebooks", "data/README.md", "benchmarks")
-HIDDEN_PATHS = ("tests", ".ci", "labkit/release.py")
+HIDDEN_PATHS = ("tests", ".ci", "labkit/tools/release.py")
 SKIPPED_NAMES = ("__pycache__", ".ipynb_checkpoints", "runs", "saved_models")
 DEFINITION = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 # A marker left behind is a comment line naming one (prose that mentions a marker is fine).
@@ -204,7 +206,7 @@ def verify_notebook(path: Path, *, student_root: Path, timeout: int = 600) -> st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit release", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("dist/student"))
-    parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--source", type=Path, default=REPO_ROOT)
     parser.add_argument("--verify", action="store_true",
                         help="run each student notebook (SMOKE) to its first TODO and mark it for nbval")
     args = parser.parse_args(argv)

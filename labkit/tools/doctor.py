@@ -97,22 +97,35 @@ def _traps() -> list[Finding]:
     return findings
 
 
-DATASETS = {  # lab -> (folder under the data root, files that prove the layout)
-    "01/02 Oxford-IIIT Pet": ("oxford-iiit-pet", ("annotations/trainval.txt", "annotations/test.txt")),
-    "03/04 CIFAR-10": ("cifar10", ("cifar-10-batches-py/test_batch", "test")),
-    "05 Cityscapes": ("cityscapes", ("leftImg8bit", "validation/image")),
-}
+def _cifar10_check_root(root: Path) -> Path:
+    """CIFAR-10 has no ``check_root`` yet: both splits found (either layout), else its error."""
+    from labkit.data import cifar10
+    for split in cifar10.FILE_SPLITS:
+        cifar10.find_layout(root, split)
+    return root
+
+
+def _dataset_checks() -> dict:
+    """lab -> (folder under the data root, the dataset module's own "is it here?" question)."""
+    from labkit.data import cityscapes, pets
+    return {"01/02 Oxford-IIIT Pet": ("oxford-iiit-pet", pets.check_root),
+            "03/04 CIFAR-10": ("cifar10", _cifar10_check_root),
+            "05 Cityscapes": ("cityscapes", cityscapes.check_root)}
 
 
 def _datasets(data_root: Path) -> list[Finding]:
+    from labkit.download import DatasetNotFoundError
     findings = []
-    for lab, (folder, markers) in DATASETS.items():
+    for lab, (folder, check_root) in _dataset_checks().items():
         root = data_root / folder
-        if any((root / marker).exists() for marker in markers):
-            findings.append(Finding("ok", "data", f"{lab}: found at {root}"))
-        else:
+        try:
+            check_root(root)
+        except DatasetNotFoundError as error:
+            reason = str(error).splitlines()[0]
             findings.append(Finding("warn", "data", f"{lab}: not at {root} (SMOKE mode still works)",
-                                    "see data/README.md for how to get it"))
+                                    f"{reason} See data/README.md for how to get it"))
+        else:
+            findings.append(Finding("ok", "data", f"{lab}: found at {root}"))
     usage = shutil.disk_usage(data_root if data_root.exists() else Path.cwd())
     level = "ok" if usage.free > 10 * 2**30 else "warn"
     findings.append(Finding(level, "disk", f"{usage.free / 2**30:.1f} GiB free",

@@ -16,12 +16,12 @@ import sys
 
 # name -> ("module" with main(argv) or "module:function", one-line help)
 COMMANDS = {
-    "run": ("labkit.runner", "execute notebooks with papermill; write summary.json and summary.md"),
-    "readme-table": ("labkit.runner:readme_main",
+    "run": ("labkit.tools.runner", "execute notebooks with papermill; write summary.json and summary.md"),
+    "readme-table": ("labkit.tools.readme_table",
                      "rewrite README.md's results table from summaries (SMOKE and real-data rows)"),
-    "grade": ("labkit.grade", "grade a folder of submissions: one check process each, CSV + JSON"),
-    "release": ("labkit.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
-    "doctor": ("labkit.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
+    "grade": ("labkit.grading.batch", "grade a folder of submissions: one check process each, CSV + JSON"),
+    "release": ("labkit.tools.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
+    "doctor": ("labkit.tools.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
 }
 
 

@@ -1,0 +1,175 @@
+"""The course's tasks, written once: artifact names, goals, the FoM floor, the MAC input, datasets.
+
+Every check script, the batch grader, the README results table and the notebooks read their
+numbers here; nothing else writes a goal down. Goals compare like the course's graders: a value
+passes when it is ``>=`` the minimum (the checks say "too low" for a strict ``<``).
+
+==================  =======================================  ======================================
+task                artifact (after ``<student id>_``)       goal
+==================  =======================================  ======================================
+segmentation        ``unet.pth``, ``resnet34_unet.pth``      Dice tiers 0.90 / 0.85 / 0.80
+pruning             ``pruning.pt``                           accuracy >= 90.0 %, sparsity >= 50.0 %
+quantization        ``quantization.pt``                      accuracy >= 90.0 %
+efficient           ``model_task1.pth``, ``model_task2.pth``  Task 1 mIoU >= 0.72, Task 2 >= 0.66
+==================  =======================================  ======================================
+
+Example:
+    >>> TASKS["pruning"].script, TASKS["pruning"].dataset
+    ('check_pruning.py', 'cifar10')
+    >>> credit_for(0.87)
+    (0.8, '80% of the marks')
+    >>> describe_fom({"task2_macs": 1953431552, "task2_size_kb": 1522.402, "task2_int8_miou": 0.678319})
+    'FoM 3.123e+26'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+# ----------------------------------------------------------------------------- the course's numbers
+
+ACCURACY_GOAL = 90.0   # %, CIFAR-10 test accuracy of the pruned and of the hand-quantized ResNet-20
+SPARSITY_GOAL = 50.0   # %, zeros over every Conv2d and Linear weight of the pruned ResNet-20
+DICE_TIERS = ((0.90, 1.0, "full marks"), (0.85, 0.8, "80% of the marks"), (0.80, 0.6, "60% of the marks"))
+DICE_GOAL = DICE_TIERS[0][0]  # full marks
+MIOU_GOALS = {1: 0.72, 2: 0.66}  # Cityscapes-8 mIoU, Task 1 and Task 2
+COURSE_INPUT = (1, 3, 256, 512)  # the course counts MACs (thop's "flops") on this input, whatever the eval size
+COURSE_IMAGE_SIZE = COURSE_INPUT[2:]  # (H, W) the course evaluates Cityscapes at
+FOM_MIOU_FLOOR = 0.65  # Task 2: FoM = MACs^2 * size_kb^2 / (mIoU - 0.65)
+__all__ = ["ACCURACY_GOAL", "SPARSITY_GOAL", "DICE_TIERS", "DICE_GOAL", "MIOU_GOALS", "COURSE_INPUT",
+           "COURSE_IMAGE_SIZE", "FOM_MIOU_FLOOR", "fom", "fom_or_none", "credit_for", "Task", "TASKS", "Measure", "Goal",
+           "LabTarget", "COURSE_TARGETS", "describe_fom", "format_value"]
+
+
+def fom(macs: float, size_kb: float, miou: float) -> float:
+    """The Cityscapes Task 2 figure of merit: ``macs**2 * size_kb**2 / (miou - 0.65)``; lower wins.
+
+    Args:
+        macs: MACs on a (1, 3, 256, 512) input (what the course's thop prints as "flops").
+        size_kb: model size in KB (``labkit.profile.model_size_bytes(model) / 1024``).
+        miou: mean IoU over the 8 categories on the validation split.
+
+    Raises:
+        ValueError: when ``miou <= 0.65``: the FoM is undefined there (division by zero or a
+            negative score). Task 2 also requires mIoU >= 0.66 to pass.
+
+    Example:
+        >>> f"{fom(1953431552, 1522.402, 0.678319):.4g}"    # the TA's example numbers
+        '3.123e+26'
+    """
+    if miou <= FOM_MIOU_FLOOR:
+        raise ValueError(
+            f"FoM is undefined for mIoU <= {FOM_MIOU_FLOOR} (got {miou}): it divides by "
+            f"(mIoU - {FOM_MIOU_FLOOR}); Task 2 needs mIoU >= {MIOU_GOALS[2]}"
+        )
+    return float(macs) ** 2 * float(size_kb) ** 2 / (miou - FOM_MIOU_FLOOR)
+
+
+def fom_or_none(macs: float, size_kb: float, miou: float) -> float | None:
+    """:func:`fom`, or ``None`` where it is undefined (mIoU <= 0.65): for tables and verdicts.
+
+    Example:
+        >>> fom_or_none(1e9, 1000.0, 0.6) is None
+        True
+    """
+    return fom(macs, size_kb, miou) if miou > FOM_MIOU_FLOOR else None
+
+
+def credit_for(dice: float) -> tuple[float, str]:
+    """The course's credit fraction and its name for a test Dice (Labs 01 and 02)."""
+    for threshold, credit, name in DICE_TIERS:
+        if dice >= threshold:
+            return credit, name
+    return 0.0, f"no marks (Dice below {DICE_TIERS[-1][0]:.2f})"
+
+
+# ----------------------------------------------------------------------------- graded artifacts
+
+@dataclass(frozen=True)
+class Task:
+    """A graded task: its check script, how a submission's file name ends, and its dataset folder."""
+    script: str
+    artifact_suffixes: tuple[str, ...]  # how a submission's file name ends, after the student id
+    dataset: str                        # the folder under data/ the check reads by default
+
+
+TASKS = {
+    "segmentation": Task("check_segmentation.py", ("unet.pth", "resnet34_unet.pth"), "oxford-iiit-pet"),
+    "pruning": Task("check_pruning.py", ("pruning.pt", "pruning.pth"), "cifar10"),
+    "quantization": Task("check_quantization.py", ("quantization.pt", "quantization.pth"), "cifar10"),
+    "efficient": Task("check_efficient.py", ("model_task1.pth", "model_task2.pth"), "cityscapes"),
+}
+
+
+# ----------------------------------------------------------------------------- what each notebook records
+
+@dataclass(frozen=True)
+class Measure:
+    """A metric a notebook records (the name it passes to ``labkit.tools.record``) and how to show it."""
+    metric: str
+    label: str
+    unit: str = ""
+
+    def show(self, metrics: dict) -> str:
+        if self.metric not in metrics:
+            return f"{self.metric} not recorded"
+        value = metrics[self.metric]
+        shown = f"{value:.2f}" if self.unit == "%" else format_value(value)  # the course prints 91.66%
+        return f"{self.label} {shown}{self.unit}"
+
+
+@dataclass(frozen=True)
+class Goal(Measure):
+    """A measure the course grades: it passes when the value is ``>= minimum``."""
+    minimum: float = 0.0
+
+    def describe(self) -> str:
+        minimum = f"{self.minimum:.2f}" if self.minimum < 1 else f"{self.minimum:g}"  # 0.90, 50
+        return f"{self.label} ≥ {minimum}{self.unit}"
+
+
+@dataclass(frozen=True)
+class LabTarget:
+    """One row of the README's goals table: a notebook, its goals, and what else is worth showing."""
+    notebook: str
+    title: str
+    goals: tuple[Goal, ...]
+    also_report: tuple[Measure, ...] = ()
+    derived: Callable[[dict], str | None] | None = None  # text computed from the metrics
+
+
+def describe_fom(metrics: dict) -> str | None:
+    """FoM = MACs² x size² / (mIoU - 0.65) of the INT8 Task 2 model; undefined at mIoU <= 0.65."""
+    if not all(name in metrics for name in ("task2_macs", "task2_size_kb", "task2_int8_miou")):
+        return None
+    score = fom_or_none(metrics["task2_macs"], metrics["task2_size_kb"], metrics["task2_int8_miou"])
+    return f"FoM undefined (mIoU ≤ {FOM_MIOU_FLOOR})" if score is None else f"FoM {score:.4g}"
+
+
+COURSE_TARGETS = (
+    LabTarget("01_unet_oxford_pet", "01 UNet, Oxford-IIIT Pet",
+              (Goal("test_dice", "test Dice", minimum=DICE_GOAL),)),
+    LabTarget("02_resnet34_unet", "02 ResNet34-UNet, Oxford-IIIT Pet",
+              (Goal("test_dice", "test Dice", minimum=DICE_GOAL),)),
+    LabTarget("03_pruning_cifar10", "03 Pruning ResNet-20, CIFAR-10",
+              (Goal("sparsity", "sparsity", "%", minimum=SPARSITY_GOAL),
+               Goal("accuracy", "accuracy", "%", minimum=ACCURACY_GOAL))),
+    LabTarget("04_quantization_cifar10", "04 INT8 ResNet-20 (hand-made PTQ), CIFAR-10",
+              (Goal("hand_accuracy", "INT8 accuracy", "%", minimum=ACCURACY_GOAL),),
+              also_report=(Measure("fp32_accuracy", "FP32", "%"), Measure("fx_accuracy", "FX INT8", "%"))),
+    LabTarget("05_efficient_unet_cityscapes", "05 Task 1 segmentation, Cityscapes",
+              (Goal("task1_miou", "mIoU", minimum=MIOU_GOALS[1]),)),
+    LabTarget("05_efficient_unet_cityscapes", "05 Task 2 low complexity (INT8), Cityscapes",
+              (Goal("task2_int8_miou", "mIoU", minimum=MIOU_GOALS[2]),),
+              also_report=(Measure("task2_macs", "MACs"), Measure("task2_size_kb", "size", " KB")),
+              derived=describe_fom),
+)
+
+
+def format_value(value) -> str:
+    """Short and exact enough for a table: 0.9132, 91.66, 1.953e+09."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.4g}"
+    return f"{value:.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
