@@ -1,0 +1,152 @@
+"""The untrusted side of :mod:`labkit.grading.sandbox`: runs a student's ``network.py`` in the sandbox.
+
+Started by the parent as ``python -m labkit.grading.sandbox_child CONFIG_JSON``; never run it by
+hand. Before any student code runs it fixes its limits (process count), captures labkit's counters
+and fingerprints them. Then it imports ``network.py``, calls ``load_model(model_path)``, measures
+MACs and size with the captured counters, checks the fingerprints again, and answers the parent's
+requests on two pipes of its own (fd numbers in CONFIG_JSON; protocol below). The student's prints go to a capped log,
+never to the protocol.
+
+Protocol (both ways): 4-byte big-endian header length, a JSON header, then ``header["nbytes"]``
+raw bytes (float32, C order, shape ``header["shape"]``). No pickle anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+
+
+
+def send(fd: int, header: dict, payload: bytes = b"") -> None:
+    data = json.dumps({**header, "nbytes": len(payload)}).encode()
+    view = memoryview(struct.pack(">I", len(data)) + data + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the pipe")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int, *, max_header: int = 65536, max_payload: int = 1 << 31) -> tuple[dict, bytes]:
+    (length,) = struct.unpack(">I", _read_exact(fd, 4))
+    if length > max_header:
+        raise ValueError(f"header of {length} bytes")
+    header = json.loads(_read_exact(fd, length))
+    nbytes = header.get("nbytes", 0) if isinstance(header, dict) else -1
+    if not isinstance(nbytes, int) or not 0 <= nbytes <= max_payload:
+        raise ValueError("bad payload size")
+    return header, _read_exact(fd, nbytes)
+
+
+def _fingerprint(functions) -> str:
+    """A hash of the code of every function the measurement relies on (changed code = tampering)."""
+    digest = hashlib.sha256()
+    for function in functions:
+        code = getattr(function, "__code__", None)
+        digest.update(repr(function).encode() if code is None else code.co_code + repr(code.co_consts).encode())
+    return digest.hexdigest()
+
+
+def _short(error: BaseException) -> str:
+    if isinstance(error, MemoryError) or "can't allocate memory" in str(error) or "not enough memory" in str(error):
+        return "out of memory"
+    if getattr(error, "errno", None) == 27:   # EFBIG: Python ignores SIGXFSZ, so the write fails instead
+        return "file too large"
+    text = str(error).strip().splitlines()
+    return (text[0] if text else "no message")[:300]
+
+
+def main(config: dict) -> int:
+    limit = config.get("max_processes")
+    if limit:
+        try:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+        except (ValueError, OSError):
+            pass
+    requests, answers = int(config["request_fd"]), int(config["answer_fd"])
+    os.dup2(2, 1)   # the student's prints go to the log (fd 2), never to the protocol
+    import torch
+    from torch.utils import flop_counter
+    import labkit.profile as profile
+    from labkit.profile import count_macs, count_params, is_quantized, model_size_bytes
+    torch.set_num_threads(int(config.get("threads", 1)))
+    trusted = (count_macs, count_params, is_quantized, model_size_bytes, profile._layer_macs,
+               torch.nn.Module.__call__, torch.nn.Module._call_impl, torch.nn.Module.register_forward_hook,
+               flop_counter.FlopCounterMode.__enter__, flop_counter.FlopCounterMode.__exit__,
+               flop_counter.FlopCounterMode.get_total_flops)
+    before = _fingerprint(trusted)
+    names = ("count_macs", "count_params", "is_quantized", "model_size_bytes", "_layer_macs")
+
+    stage = "import"
+    try:
+        folder = os.path.dirname(config["network"])
+        sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location("network", config["network"])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["network"] = module
+        spec.loader.exec_module(module)
+        stage = "load_model"
+        if not callable(getattr(module, "load_model", None)):
+            raise ValueError("network.py defines no load_model(path) function")
+        model = module.load_model(config["model"])
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"load_model returned a {type(model).__name__}, not a torch.nn.Module")
+        model.eval()
+        stage = "measure"
+        with torch.no_grad():
+            macs = count_macs(model, input_size=tuple(config["input_size"]))
+            size = model_size_bytes(model)
+            params = count_params(model)
+            quantized = is_quantized(model)
+        tampered = (_fingerprint(trusted) != before
+                    or any(getattr(profile, n) is not f for n, f in zip(names, trusted)))
+        send(answers, {"op": "ready", "macs": int(macs), "size_bytes": int(size), "params": int(params),
+                         "quantized": bool(quantized), "tampered": bool(tampered)})
+    except BaseException as error:  # noqa: BLE001 - report any failure of student code to the parent
+        traceback.print_exc()
+        send(answers, {"op": "error", "stage": stage, "message": _short(error)})
+        return 1
+
+    while True:
+        try:
+            header, payload = receive(requests)
+        except EOFError:
+            return 0
+        if header.get("op") != "predict":
+            return 0
+        stage = "forward"
+        try:
+            shape = tuple(int(n) for n in header["shape"])
+            batch = torch.frombuffer(bytearray(payload), dtype=torch.float32).reshape(shape)
+            with torch.no_grad():
+                output = model(batch)
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if isinstance(output, dict):
+                output = output.get("out")
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"the model returned a {type(output).__name__}, not a tensor of logits")
+            output = output.detach().to("cpu", torch.float32).contiguous()
+            send(answers, {"op": "logits", "shape": list(output.shape)}, output.numpy().tobytes())
+        except BaseException as error:  # noqa: BLE001
+            traceback.print_exc()
+            send(answers, {"op": "error", "stage": stage, "message": _short(error)})
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads(sys.argv[1])))
