@@ -217,3 +217,9 @@ def test_download_without_files_or_mirror_explains_the_login(tmp_path, monkeypat
     with pytest.raises(DatasetNotFoundError, match="account"):
         cityscapes.download(tmp_path / "empty")
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)
+
+
+def test_check_root_returns_the_folder_or_says_how_to_get_cityscapes(fixture_root, tmp_path):
+    assert cityscapes.check_root(str(fixture_root)) == fixture_root
+    with pytest.raises(DatasetNotFoundError, match="cityscapes-dataset.com/login"):
+        cityscapes.check_root(tmp_path / "nothing")

@@ -265,3 +265,12 @@ def test_each_loader_worker_gets_its_own_augmentations(tmp_path):
     # Workers 0 and 1 take items in turn, all the same picture; with a copied generator the two
     # workers' augmentations would agree item for item.
     assert not (torch.equal(images[0], images[1]) and torch.equal(images[2], images[3]))
+
+
+def test_augment_true_is_the_default_train_transform_and_excludes_a_transform(fixture_root):
+    augmented = pets.OxfordIIITPet(fixture_root, "train", image_size=32, augment=True)
+    assert augmented.transform is not None and augmented[0][0].shape == (3, 32, 32)
+    assert pets.OxfordIIITPet(fixture_root, "train", image_size=32).transform is None
+    with pytest.raises(ValueError, match="not both"):
+        pets.OxfordIIITPet(fixture_root, "train", image_size=32, augment=True,
+                           transform=pets.train_transform(32))
