@@ -20,16 +20,18 @@ Variants (``--variants`` picks some):
 - ``bf16``: ``batched-data`` plus bfloat16 autocast (changes the numerics: fast only on CPUs with
   native bfloat16, e.g. AVX512-BF16 or AMX; a recipe that uses it must show the same accuracy).
 
-Run (about 2 minutes on 2 idle cores):
-    python benchmarks/bench_finetune_step.py --data ../shared/data/cifar10-real
+Run (about 3 minutes on 2 idle cores; ``--readme`` writes the table into benchmarks/README.md):
+    python benchmarks/bench_finetune_step.py --data ../shared/data/cifar10-real --readme benchmarks/README.md
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,7 +41,9 @@ from labkit.data import cifar10
 from labkit.models.resnet20 import resnet20
 from labkit.prune import prune_to
 from labkit.tables import format_table
+from labkit.tools.readme_table import replace_marked_section
 
+MARKERS = ("<!-- finetune-step:begin -->", "<!-- finetune-step:end -->")
 VARIANTS = ("labkit", "nchw", "batched-data", "batch256", "1-thread", "compile", "bf16")
 
 
@@ -50,6 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--readme", help="write the table between this file's finetune-step markers")
     return parser
 
 
@@ -120,10 +125,16 @@ def main(argv=None) -> None:
     rows = [{"variant": name, "images/s": statistics.median(values),
              "ratio": statistics.median(values) / baseline,
              "rounds": " ".join(f"{value:.0f}" for value in values)} for name, values in speeds.items()]
-    print(format_table(rows))
-    print(f"\n{len(train_set)} real training images from {args.data}; {args.steps} steps x {args.rounds} rounds "
-          f"per variant; {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"torch {torch.__version__}")
+    note = (f"{len(train_set)} training images from {args.data}; {args.steps} steps x {args.rounds} rounds "
+            f"per variant; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{args.threads} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    table = format_table(rows, digits=2)
+    print(f"{table}\n\n{note}")
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(replace_marked_section(path.read_text(), f"{table}\n\n{note}", start=MARKERS[0],
+                                               end=MARKERS[1]))
+        print(f"wrote the table into {path}")
 
 
 if __name__ == "__main__":

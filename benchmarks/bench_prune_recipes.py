@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from labkit.models.resnet20 import load_pretrained, resnet20
 from labkit.train import train_baseline
 from labkit.prune import CPU_RECIPE, course_sparsity, iterative_prune
 from labkit.tables import format_table
+from labkit.tools.readme_table import replace_marked_section
 
 RECIPES = ("iterative", "gradual", "gradual+kd")
 MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
@@ -79,13 +79,9 @@ def run_recipe(name: str, model, loaders, *, epochs: float) -> dict:
 
 
 def write_readme(path: Path, rows: list[dict]) -> None:
-    text = path.read_text()
-    if MARKERS[0] not in text:
-        raise SystemExit(f"{path} has no {MARKERS[0]} ... {MARKERS[1]} markers to write the table between")
     columns = ("recipe", "epochs", "minutes", "sparsity", "valid_accuracy", "test_accuracy", "drop", "machine", "date")
-    table = format_table(rows, columns=columns)
-    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
-    path.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", text))
+    table = format_table(rows, columns=columns, digits=2)
+    path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
 
 
 def main(argv=None) -> None:

@@ -33,7 +33,7 @@ def plot_layer_sparsity(rows: Sequence[dict], *, ax=None, title: str = "Sparsity
 
 
 def plot_schedule(rounds: Sequence[dict], *, accuracy_floor: float | None = None, ax=None):
-    """Test accuracy against sparsity after each round of ``labkit.prune.iterative_prune``."""
+    """Validation accuracy against sparsity after each round of ``labkit.prune.iterative_prune``."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     kept = [row for row in rounds if row["kept"]]
@@ -45,7 +45,26 @@ def plot_schedule(rounds: Sequence[dict], *, accuracy_floor: float | None = None
     if accuracy_floor is not None:
         ax.axhline(accuracy_floor, color="gray", linestyle=":", label=f"floor {accuracy_floor:g}%")
     ax.set_xlabel("sparsity (%)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Accuracy along the pruning schedule")
     ax.legend()
+    return ax
+
+
+def plot_gradual(history: Sequence[dict], *, accuracy_floor: float | None = None, ax=None):
+    """Sparsity and validation accuracy against epochs of ``labkit.gradual_prune.gradual_prune``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["accuracy"] for row in history], "o-", color="tab:blue", label="validation accuracy")
+    if accuracy_floor is not None:
+        ax.axhline(accuracy_floor, color="gray", linestyle=":", label=f"floor {accuracy_floor:g}%")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(loc="lower left")
+    sparsity_axis = ax.twinx()
+    sparsity_axis.plot(epochs, [row["sparsity"] for row in history], "s--", color="tab:red")
+    sparsity_axis.set_ylabel("sparsity (%)", color="tab:red")
+    sparsity_axis.set_ylim(0, 100)
+    ax.set_title("Gradual pruning: sparsity and accuracy")
     return ax
