@@ -85,6 +85,13 @@ def test_is_available_needs_both_splits(fixture_root, tmp_path):
     assert not cifar10.is_available(tmp_path / "nothing")
 
 
+def test_check_root_returns_the_folder_or_says_how_to_get_the_missing_split(fixture_root, tmp_path):
+    assert cifar10.check_root(fixture_root) == Path(fixture_root)
+    (tmp_path / "train" / "cat").mkdir(parents=True)  # a training folder but no test split
+    with pytest.raises(DatasetNotFoundError, match="'test' split"):
+        cifar10.check_root(tmp_path)
+
+
 def test_missing_dataset_error_says_how_to_get_it(tmp_path):
     with pytest.raises(DatasetNotFoundError) as error:
         cifar10.CIFAR10(tmp_path / "nothing", "test")

@@ -98,11 +98,18 @@ def find_layout(root: str | Path, split: str = "test") -> tuple[str, Path]:
                                f"{BATCHES_FOLDER}/ and {split}/<class>/).\n{_how_to_get(root)}")
 
 
+def check_root(root: str | Path) -> Path:
+    """Return ``root`` as a Path if both splits are there (either layout), else raise
+    `DatasetNotFoundError` saying how to get CIFAR-10. The same question for every dataset module."""
+    for split in ("train", "test"):
+        find_layout(root, split)
+    return Path(root)
+
+
 def is_available(root: str | Path) -> bool:
     """True when both splits can be found under ``root`` (in either layout)."""
     try:
-        find_layout(root, "train")
-        find_layout(root, "test")
+        check_root(root)
     except DatasetNotFoundError:
         return False
     return True
