@@ -12,6 +12,13 @@ The release copies the kit, replaces every solution block with a TODO comment an
 ``raise NotImplementedError(...)`` naming what to implement, deletes ``### BEGIN/END HIDDEN TESTS``
 blocks, strips notebook outputs, leaves out TA-only paths (tests, CI, this tool), keeps ``checks/``,
 and finally scans the result: a marker, a solution line or a hidden path left behind fails the build.
+
+Then it packs what students install (``--dist``, default the folder above ``--out``)::
+
+    dist/labkit-0.1.0-py3-none-any.whl     the student labkit (pip install, torch untouched)
+    dist/labkit-notebooks-0.1.0.zip        notebooks/ + checks/ + README.md, the students' working folder
+
+The Colab cell (``labkit/tools/colab.py``) installs these two from the URL the TA sets there.
 """
 from __future__ import annotations
 
@@ -19,7 +26,9 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,10 +212,49 @@ def verify_notebook(path: Path, *, student_root: Path, timeout: int = 600) -> st
     return outcome
 
 
+def build_wheel(edition: Path, dist: Path) -> Path:
+    """Build the wheel of the student edition into ``dist`` (offline: no build isolation, no deps).
+
+    Example: ``build_wheel(Path("dist/student"), Path("dist"))`` -> ``dist/labkit-0.1.0-py3-none-any.whl``.
+    """
+    dist.mkdir(parents=True, exist_ok=True)
+    for old in dist.glob("labkit-*.whl"):
+        old.unlink()
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                             "--no-index", "-q", "-w", str(dist), str(edition)],
+                            capture_output=True, text=True)
+    wheels = sorted(dist.glob("labkit-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise ValueError(f"building the wheel of {edition} failed:\n{result.stdout}{result.stderr}")
+    for leftover in edition.glob("*.egg-info"):  # setuptools writes this into the edition; not shipped
+        shutil.rmtree(leftover)
+    shutil.rmtree(edition / "build", ignore_errors=True)
+    return wheels[0]
+
+
+def zip_notebooks(edition: Path, dist: Path, *, version: str) -> Path:
+    """Zip the students' working folder: ``notebooks/``, ``checks/``, ``README.md`` (under ``labkit/``).
+
+    Unzipped it gives ``labkit/notebooks/01_....ipynb`` next to ``labkit/checks/``, so a notebook's
+    relative ``../checks`` works. Example: ``zip_notebooks(Path("dist/student"), Path("dist"), version="0.1.0")``.
+    """
+    archive = dist / f"labkit-notebooks-{version}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for entry in ("README.md", "notebooks", "checks", "data/README.md"):
+            path = edition / entry
+            for file in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
+                if file.is_file() and "__pycache__" not in file.parts:
+                    bundle.write(file, Path("labkit") / file.relative_to(edition))
+    return archive
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit release", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("dist/student"))
     parser.add_argument("--source", type=Path, default=REPO_ROOT)
+    parser.add_argument("--dist", type=Path, default=None,
+                        help="where the wheel and the notebooks .zip go (default: the folder above --out)")
+    parser.add_argument("--no-wheel", action="store_true", help="only write the edition folder")
     parser.add_argument("--verify", action="store_true",
                         help="run each student notebook (SMOKE) to its first TODO and mark it for nbval")
     args = parser.parse_args(argv)
@@ -217,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verify:
             for notebook in sorted((args.out / "notebooks").glob("*.ipynb")):
                 print(f"{notebook.name}: {verify_notebook(notebook, student_root=args.out.resolve())}")
+        if not args.no_wheel:
+            from labkit.version import __version__
+
+            dist = args.dist or args.out.parent
+            print(f"wheel: {build_wheel(args.out, dist)}")
+            print(f"notebooks: {zip_notebooks(args.out, dist, version=__version__)}")
     except (LeakError, ValueError) as error:
         print(f"release failed: {error}", file=sys.stderr)
         return 1
