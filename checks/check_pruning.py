@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from labkit.data.cifar10 import CIFAR10
 from labkit.evaluate import evaluate_classification
-from labkit.grading.contract import CheckResult, common_parser, load_submission, run_check
+from labkit.grading.contract import CheckResult, common_parser, dataset_batches, load_submission, run_check
 from labkit.grading.tasks import ACCURACY_GOAL, SPARSITY_GOAL, TASKS
 from labkit.models.resnet20 import resnet20
 from labkit.paths import DATA_DIR
@@ -42,8 +42,9 @@ def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
     model = load_submission(args.path, resnet20(), wrong_architecture=WRONG_ARCHITECTURE, notes=notes)
 
-    test_set = CIFAR10(args.data, "test")
-    loader = DataLoader(test_set, batch_size=128, shuffle=False)
+    loader = dataset_batches(lambda: DataLoader(CIFAR10(args.data, "test"), batch_size=128, shuffle=False),
+                             where=args.data)
+    test_set = loader.dataset
     accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
     sparsity = course_sparsity(model)
     if len(test_set) != OFFICIAL_TEST_SIZE:

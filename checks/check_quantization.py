@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cifar10 import CIFAR10  # noqa: E402
 from labkit.evaluate import evaluate_classification  # noqa: E402
-from labkit.grading.contract import CheckResult, common_parser, load_submission, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, dataset_batches, load_submission, run_check  # noqa: E402
+from labkit.grading.limits import COURSE_INT8_DTYPES, FLOAT_DTYPES, QUANTIZED_DTYPES  # noqa: E402
 from labkit.grading.tasks import ACCURACY_GOAL, TASKS  # noqa: E402
 from labkit.models.quantized_resnet20 import QuantizedResNet20, course_names_for_old_keys  # noqa: E402
 
@@ -81,9 +82,12 @@ def what_was_saved(state_dict: dict) -> str | None:
 def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
     model = load_submission(args.path, QuantizedResNet20(), wrong_architecture=ARCHITECTURE_ERROR,
-                            notes=notes, explain=what_was_saved)
-    test_set = CIFAR10(args.data, "test")
-    loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
+                            notes=notes, explain=what_was_saved,
+                            allowed_dtypes=COURSE_INT8_DTYPES + QUANTIZED_DTYPES[len(FLOAT_DTYPES):])
+    # qint8/quint8/qint32 are read too, only so a torch.ao INT8 file gets its specific hint (what_was_saved)
+    loader = dataset_batches(lambda: DataLoader(CIFAR10(args.data, "test"), batch_size=args.batch_size,
+                                                shuffle=False), where=args.data)
+    test_set = loader.dataset
     accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
     metrics = {"accuracy": accuracy, "goal_accuracy": ACCURACY_GOAL, "test_images": len(test_set)}
     if accuracy < ACCURACY_GOAL:

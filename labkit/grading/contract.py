@@ -2,6 +2,12 @@
 
 Exit codes (design.md, checks contract):
     0 goals achieved, 1 evaluated but below a goal, 2 invalid submission, 3 environment problem.
+These constants are the one source: ``limits.py``, ``sandbox.py`` and ``batch.py`` import them.
+
+Every check caps its own address space first (``--memory``, default ``DEFAULT_MEMORY_BYTES``), reads
+the submitted file through :func:`read_submission` (declarations inspected before torch.load) and
+reads the dataset through :func:`dataset_batches`, so a broken dataset is the TA's problem (exit 3)
+and never blamed on the student.
 
 Example (a check script's main)::
 
@@ -15,7 +21,6 @@ import argparse
 import json
 import platform
 import sys
-import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -45,15 +50,97 @@ LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exi
                "a state_dict.")
 
 
+def read_submission(path, *, allowed_dtypes: tuple | None = None, notes: list | None = None) -> dict:
+    """The submitted state_dict ``{name: tensor}`` on the CPU, or a ``SubmissionError`` (exit 2).
+
+    First the file is inspected by its declarations only (``limits.inspect_torch_file``: zip layout,
+    CRCs, the globals data.pkl names, each tensor's dtype and size against its storage), so a memory
+    bomb or a pickled object is refused before torch reads a byte; then
+    ``torch.load(weights_only=True, map_location="cpu")`` with labkit's plain-language checks.
+    ``allowed_dtypes``: ``limits.FLOAT_DTYPES`` (default), ``QUANTIZED_DTYPES`` (torch.ao INT8) or
+    ``COURSE_INT8_DTYPES`` (the course's hand-quantized ResNet-20).
+
+    Example:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/m.pth"
+        >>> torch.save(torch.nn.Linear(2, 1).state_dict(), path)
+        >>> sorted(read_submission(path))
+        ['bias', 'weight']
+    """
+    from labkit.grading.limits import FLOAT_DTYPES, Limits, inspect_torch_file
+    notes = notes if notes is not None else []
+    report = inspect_torch_file(path, Limits(allowed_dtypes=tuple(allowed_dtypes or FLOAT_DTYPES)))
+    notes.extend(report.notes)
+    return load_state_dict_file(path, notes=[])  # its CUDA note repeats the inspection's
+
+
+class _GuardedBatches:
+    """Iterate ``loader``; an error while *reading* a batch becomes an ``EnvironmentProblem``."""
+
+    def __init__(self, loader, where: str):
+        self.loader, self.where = loader, where
+
+    def __len__(self):
+        return len(self.loader)
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    def __iter__(self):
+        from labkit.grading.limits import EnvironmentProblem
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except MemoryError:
+                raise EnvironmentProblem(f"out of memory reading the dataset at {self.where}; raise "
+                                         "--memory or lower --batch-size") from None
+            except Exception as error:  # noqa: BLE001 - the dataset is the grading machine's, not the student's
+                cause = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+                raise EnvironmentProblem(f"the dataset at {self.where} could not be read: {cause}. "
+                                         "Repair or re-extract it (labkit doctor checks the folders)") from None
+            yield batch
+
+
+def dataset_batches(build_loader: Callable[[], object], *, where) -> _GuardedBatches:
+    """``build_loader()`` (dataset + DataLoader) with every dataset failure mapped to exit 3.
+
+    A missing dataset stays a ``DatasetNotFoundError``; anything else raised while building the
+    dataset (an unknown class folder) or reading a batch (a corrupt image) becomes an
+    ``EnvironmentProblem`` whose message names the folder and the cause, for the TA.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> batches = dataset_batches(lambda: DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2),
+        ...                           where="memory")
+        >>> len(batches), [b[0].shape[0] for b in batches]
+        (2, [2, 2])
+    """
+    from labkit.grading.limits import EnvironmentProblem
+    try:
+        loader = build_loader()
+    except DatasetNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        cause = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise EnvironmentProblem(f"the dataset at {where} could not be read: {cause}. Repair or "
+                                 "re-extract it (labkit doctor checks the folders)") from None
+    return _GuardedBatches(loader, str(where))
+
+
 def load_submission(path, model, *, wrong_architecture: str, notes: list | None = None,
-                    explain: Callable[[dict], str | None] | None = None):
+                    explain: Callable[[dict], str | None] | None = None, allowed_dtypes: tuple | None = None):
     """Safe-load ``path`` into ``model``; failures carry the course's line, then ``hint: <reason>``.
 
     ``explain(state_dict)`` may return a better hint for an architecture mismatch (e.g. "this is a
-    float model"). Returns the loaded model.
+    float model"). ``allowed_dtypes``: see :func:`read_submission`. Returns the loaded model.
     """
     try:
-        state_dict = load_state_dict_file(path, notes=notes)
+        state_dict = read_submission(path, allowed_dtypes=allowed_dtypes, notes=notes)
     except SubmissionError as error:
         raise SubmissionError(f"{LOAD_FAILED}\nhint: {error}") from error
     try:
@@ -71,11 +158,14 @@ def versions() -> dict:
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
-    """``--path``, ``--data``, ``--device``, ``--json``: the arguments every check takes."""
+    """``--path``, ``--data``, ``--device``, ``--memory``, ``--json``: the arguments every check takes."""
+    from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--path", required=True, help="the submitted state_dict file (.pt/.pth)")
     parser.add_argument("--data", default=None, help="dataset root (default: the course's location)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
+                        help="address-space cap for this check, e.g. 6G (torch alone reserves ~3.1 GiB)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
@@ -95,17 +185,39 @@ def report(result: CheckResult, *, as_json: bool = False, stream=None) -> int:
 
 def run_check(task: str, parser: argparse.ArgumentParser,
               evaluate_submission: Callable[[argparse.Namespace], CheckResult],
-              argv: list[str] | None = None) -> int:
-    """Parse arguments, run ``evaluate_submission`` and map every failure to its exit code."""
+              argv: list[str] | None = None, *, cap_memory: bool | None = None) -> int:
+    """Cap memory, parse arguments, run ``evaluate_submission`` and map every failure to its exit code.
+
+    The ``--memory`` cap (RLIMIT_AS) is for the check's own process: it is applied when the check
+    runs as a command (``argv`` is None), not when Python code calls ``main(argv)`` in its own
+    process (a test, a notebook), unless ``cap_memory=True``.
+
+    A student's bad file: exit 2 in plain words (never an exception class name). The grading
+    machine's problem (dataset missing or unreadable, out of memory, a sandbox that cannot start):
+    exit 3 with the cause, for the TA.
+    """
+    from labkit.grading.limits import EnvironmentProblem, apply_memory_cap, parse_memory
     args = parser.parse_args(argv)
+    if (argv is None if cap_memory is None else cap_memory) and getattr(args, "memory", None) is not None:
+        try:
+            apply_memory_cap(parse_memory(args.memory))
+        except ValueError as error:
+            parser.error(str(error))
     try:
         result = evaluate_submission(args)
     except SubmissionError as error:
         result = CheckResult(task, False, f"Oops! Something is wrong!\n{error}", exit_code=EXIT_INVALID)
     except DatasetNotFoundError as error:
         result = CheckResult(task, False, f"Cannot evaluate: {error}", exit_code=EXIT_ENVIRONMENT)
+    except EnvironmentProblem as error:
+        result = CheckResult(task, False, f"Cannot evaluate (a problem of the grading machine, not of the "
+                                          f"submission): {error}", exit_code=EXIT_ENVIRONMENT)
+    except MemoryError:
+        result = CheckResult(task, False, f"Cannot evaluate: out of memory under the --memory cap of "
+                                          f"{args.memory}; raise --memory", exit_code=EXIT_ENVIRONMENT)
     except Exception as error:  # noqa: BLE001 - a grader must answer for every file, never crash
-        detail = traceback.format_exception_only(type(error), error)[-1].strip()
-        result = CheckResult(task, False, f"Oops! Something is wrong!\nEvaluation failed: {detail}",
-                             exit_code=EXIT_INVALID)
+        text = str(error).strip()
+        detail = text.splitlines()[0][:300] if text else "no further detail"
+        result = CheckResult(task, False, "Oops! Something is wrong!\nYour model could not be evaluated: "
+                                          f"{detail}", exit_code=EXIT_INVALID)
     return report(result, as_json=args.json)

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.grading.limits import (DEFAULT_MEMORY_BYTES, EXIT_ENVIRONMENT, EXIT_INVALID, MiB,
-                                   EnvironmentProblem, FileRefused, _mib)
+from labkit.grading.contract import EXIT_ENVIRONMENT, EXIT_INVALID
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES, MiB, EnvironmentProblem, FileRefused, _mib
 
 TRUST_BOUNDARY = (
     "Trusted: this grading process (it keeps the labels and computes the metric from the logits the "
