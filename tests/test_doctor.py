@@ -55,3 +55,15 @@ def test_a_partial_dataset_is_not_reported_as_found(tmp_path):
     (tmp_path / "oxford-iiit-pet" / "annotations" / "trainval.txt").write_text("a 1 1 1\n")
     finding = next(f for f in doctor._datasets(tmp_path) if "Oxford-IIIT Pet" in f.detail)
     assert finding.level == "warn" and "lacks images" in finding.fix
+
+
+def test_sandbox_finding_is_ok_for_bubblewrap_and_warns_with_the_detail_for_limits_only(monkeypatch):
+    from labkit.grading import sandbox
+    monkeypatch.setattr(sandbox, "isolation_available",
+                        lambda: {"isolation": "limits-only", "detail": "bwrap not found; install it"})
+    [finding] = doctor._sandbox()
+    assert finding.level == "warn" and "bwrap not found" in finding.detail and "bubblewrap" in finding.fix
+    monkeypatch.setattr(sandbox, "isolation_available",
+                        lambda: {"isolation": "bubblewrap", "detail": "/usr/bin/bwrap: no network"})
+    [finding] = doctor._sandbox()
+    assert finding.level == "ok" and "/usr/bin/bwrap" in finding.detail

@@ -10,6 +10,14 @@ id then file name): id, file, status, exit_code, passed, the check's metrics, me
 Student ids come from the course's file names (``123_pruning.pt`` -> ``123``,
 ``123_model_task1.pth`` -> ``123``) or, for a file named exactly like the artifact (``unet.pth``), from
 its folder (``DIR/123/unet.pth`` -> ``123``).
+
+Every candidate gets a row: files ending ``.pt``/``.pth``/``.pth.tar`` in any letter case are graded;
+directories and symbolic links with those names get a ``skipped`` row with the reason. For Lab 05 a
+``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside the weights is graded
+through the sandbox (``--network``). Each check runs under a memory cap (``--memory``). CSV cells are
+escaped against formula injection and capped in length. The exit code is 1 when any submission could
+not be graded (skipped, timed out, crashed, or a problem of the grading machine), else 0; the last
+line counts each outcome.
 """
 from __future__ import annotations
 
@@ -27,49 +35,100 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from labkit.grading.call_check import check_command, last_json_line
+from labkit.grading.contract import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, parse_memory
 from labkit.grading.tasks import TASKS, Task
 from labkit.paths import CHECKS_DIR
 
 EXIT_TIMEOUT = 124  # what GNU timeout uses; the check itself never returns it
+SUBMISSION_SUFFIXES = (".pth.tar", ".pth", ".pt")  # compared in lower case
+MAX_CELL_CHARS = 2000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+OUTCOMES = {EXIT_PASSED: "passed", EXIT_BELOW_GOAL: "below goal", EXIT_INVALID: "invalid submission",
+            EXIT_ENVIRONMENT: "environment problem"}
 
 
 def student_id(path: Path, task: Task) -> str:
     """``123_pruning.pt`` -> ``"123"``; ``123/unet.pth`` -> ``"123"``; otherwise the file's stem."""
+    name = path.name.lower()
     for suffix in sorted(task.artifact_suffixes, key=len, reverse=True):
-        if path.name == suffix:
+        if name == suffix.lower():
             return path.parent.name
-        if path.name.endswith("_" + suffix):
+        if name.endswith("_" + suffix.lower()):
             return path.name[: -len(suffix) - 1]
+    for suffix in SUBMISSION_SUFFIXES:
+        if name.endswith(suffix):
+            return path.name[: -len(suffix)]
     return path.stem
 
 
+def skip_reason(path: Path) -> str | None:
+    """Why a candidate is not graded (a folder, a link, not a regular file), or None."""
+    if path.is_symlink():
+        return "a symbolic link; hand in the file itself (links are not followed)"
+    if path.is_dir():
+        return "a folder named like a weights file; hand in the file itself"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def find_candidates(folder: Path, task: Task) -> list[Path]:
+    """Every path below ``folder`` named like a submission (``.pt``, ``.PT``, ``.pth.tar``, ...), sorted.
+
+    Links are listed, not followed; :func:`skip_reason` says which ones are not graded.
+    """
+    found, stack = [], [folder]
+    while stack:
+        for path in sorted(stack.pop().iterdir()):
+            if path.name.lower().endswith(SUBMISSION_SUFFIXES):
+                found.append(path)
+            elif path.is_dir() and not path.is_symlink():
+                stack.append(path)
+    return sorted(found, key=lambda path: (student_id(path, task), str(path)))
+
+
 def find_submissions(folder: Path, task: Task) -> list[Path]:
-    """Every ``.pt``/``.pth`` file below ``folder`` (links are not followed), sorted."""
-    files = [path for path in folder.rglob("*") if path.suffix in (".pt", ".pth")
-             and not path.is_symlink() and not path.is_dir()]
-    return sorted(files, key=lambda path: (student_id(path, task), str(path)))
+    """The gradable candidates (regular files, not links), sorted."""
+    return [path for path in find_candidates(folder, task) if skip_reason(path) is None]
+
+
+def network_for(path: Path, task_name: str) -> Path | None:
+    """Lab 05's ``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside ``path``."""
+    if task_name != "efficient":
+        return None
+    folder = "network2" if _file_flags(path, task_name)["task"] == 2 else "network"
+    network = path.parent / folder / "network.py"
+    return network if network.is_file() and not network.is_symlink() else None
 
 
 def _file_flags(path: Path, task_name: str) -> dict:
     """Per-file options a check needs beyond --path (the model or task named by the file)."""
+    name = path.name.lower()
     if task_name == "segmentation":
-        return {"model": "resnet34_unet" if path.name.endswith("resnet34_unet.pth") else "unet"}
+        return {"model": "resnet34_unet" if "resnet34_unet" in name else "unet"}
     if task_name == "efficient":
-        return {"task": 2 if path.name.endswith("task2.pth") else 1}
+        return {"task": 2 if "task2" in name else 1}
     return {}
 
 
 def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout: float,
-              checks_dir: Path = CHECKS_DIR, python: str = sys.executable) -> dict:
-    """Run the check on one file; always returns a row, whatever the file does."""
+              checks_dir: Path = CHECKS_DIR, python: str = sys.executable,
+              memory_bytes: int = DEFAULT_MEMORY_BYTES) -> dict:
+    """Run the check on one file under a memory cap; always returns a row, whatever the file does."""
     task = TASKS[task_name]
-    command = check_command(task_name, path, *check_arguments, checks_dir=checks_dir, python=python,
-                            **_file_flags(path, task_name))
     row = {"id": student_id(path, task), "file": str(path), "status": "ok", "exit_code": None,
            "passed": False, "metrics": {}, "message": "", "seconds": 0.0}
+    reason = skip_reason(path)
+    if reason is not None:
+        row.update(status="skipped", message=f"not graded: {reason}")
+        return row
+    network = network_for(path, task_name)
+    command = check_command(task_name, path, *check_arguments, checks_dir=checks_dir, python=python,
+                            memory=memory_bytes, network=network, **_file_flags(path, task_name))
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True)  # the check caps itself first (--memory)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -91,16 +150,52 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
 
 
 def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (), jobs: int = 1,
-                 timeout: float = 600, checks_dir: Path = CHECKS_DIR, progress: bool = True) -> list[dict]:
-    """Grade every submission in ``folder``; rows in a deterministic order."""
-    files = find_submissions(folder, TASKS[task_name])
+                 timeout: float = 600, checks_dir: Path = CHECKS_DIR, progress: bool = True,
+                 memory_bytes: int = DEFAULT_MEMORY_BYTES) -> list[dict]:
+    """Grade every candidate in ``folder`` (skipped ones get a row too); rows in a deterministic order."""
+    files = find_candidates(folder, TASKS[task_name])
     rows = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(grade_one, path, task_name, check_arguments=list(check_arguments),
-                               timeout=timeout, checks_dir=checks_dir) for path in files]
+                               timeout=timeout, checks_dir=checks_dir, memory_bytes=memory_bytes)
+                   for path in files]
         for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
             rows.append(future.result())
     return sorted(rows, key=lambda row: (row["id"], row["file"]))
+
+
+def csv_cell(value, *, max_chars: int = MAX_CELL_CHARS):
+    """A CSV cell a spreadsheet shows as text: capped, and a leading ``= + - @`` tab or CR defused.
+
+    Example:
+        >>> csv_cell("=HYPERLINK(1)"), csv_cell(-0.5), csv_cell("x" * 5, max_chars=3)
+        ("'=HYPERLINK(1)", -0.5, 'xx…')
+    """
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    return value if len(value) <= max_chars else value[: max_chars - 1] + "…"
+
+
+def outcome(row: dict) -> str:
+    """``passed``, ``below goal``, ``invalid submission``, ``environment problem``, ``timeout``, ..."""
+    if row["status"] != "ok":
+        return row["status"]
+    return OUTCOMES.get(row["exit_code"], f"exit code {row['exit_code']}")
+
+
+def not_graded(row: dict) -> bool:
+    """True when the submission got no verdict (skipped, timeout, crashed, the grader's problem)."""
+    return row["status"] != "ok" or row["exit_code"] not in (EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID)
+
+
+def summary(rows: list[dict]) -> str:
+    """``graded 5 candidates: 2 passed, 1 below goal, 1 invalid submission, 1 skipped``."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[outcome(row)] = counts.get(outcome(row), 0) + 1
+    return f"graded {len(rows)} candidates: " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
 
 
 def write_results(rows: list[dict], csv_path: Path) -> Path:
@@ -117,7 +212,7 @@ def write_results(rows: list[dict], csv_path: Path) -> Path:
             flat = {key: row[key] for key in columns if key in row}
             flat.update({f"metric_{m}": row["metrics"].get(m) for m in metric_names})
             flat["message"] = row["message"].replace("\n", " | ")
-            writer.writerow(flat)
+            writer.writerow({key: csv_cell(value) for key, value in flat.items()})
     json_path = csv_path.with_suffix(".json")
     json_path.write_text(json.dumps(rows, indent=2, default=float))
     return json_path
@@ -131,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=1, help="checks run at the same time")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per submission")
+    parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
+                        help="address-space cap of each check process, e.g. 6G")
     parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV path (JSON beside it)")
     parser.add_argument("--checks-dir", type=Path, default=CHECKS_DIR, help=argparse.SUPPRESS)
     return parser
@@ -142,15 +239,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder} is not a folder of submissions", file=sys.stderr)
         return 2
     check_arguments = ["--device", args.device] + (["--data", args.data] if args.data else [])
+    try:
+        memory_bytes = parse_memory(args.memory)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     rows = grade_folder(args.folder, args.task, check_arguments=check_arguments, jobs=args.jobs,
-                        timeout=args.timeout, checks_dir=args.checks_dir)
+                        timeout=args.timeout, checks_dir=args.checks_dir, memory_bytes=memory_bytes)
     if not rows:
         print(f"error: no .pt/.pth files found in {args.folder}", file=sys.stderr)
         return 2
     json_path = write_results(rows, args.out)
-    passed = sum(row["passed"] for row in rows)
-    print(f"graded {len(rows)} submissions: {passed} passed; wrote {args.out} and {json_path}")
-    return 0
+    print(f"wrote {args.out} and {json_path}")
+    print(summary(rows))
+    failed = [row for row in rows if not_graded(row)]
+    for row in failed:
+        print(f"not graded: {row['file']}: {outcome(row)}: {row['message'][:200]}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -147,13 +147,23 @@ def _cache_folder() -> Finding:
                    "set LABKIT_CACHE_DIR to a folder you can write (e.g. on the course's scratch disk)")
 
 
+def _sandbox() -> list[Finding]:
+    """How a student's network.py would run here (labkit.grading.sandbox.isolation_available)."""
+    from labkit.grading.sandbox import isolation_available
+    available = isolation_available()
+    if available["isolation"] == "bubblewrap":
+        return [Finding("ok", "sandbox", f"bubblewrap: {available['detail']}")]
+    return [Finding("warn", "sandbox", f"limits-only: {available['detail']}",
+                    "apt-get install -y bubblewrap (and allow user namespaces) to isolate students' network.py")]
+
+
 def diagnose(*, data_root: str | Path = "data") -> list[Finding]:
     """All findings, in the order they are printed."""
     findings = _versions()
     if any(f.level == "fail" and f.topic == "torch" for f in findings):
         return findings
     importlib.import_module("torch")
-    return findings + _accelerator() + _kernel() + _traps() + _datasets(Path(data_root))
+    return findings + _accelerator() + _kernel() + _traps() + _sandbox() + _datasets(Path(data_root))
 
 
 def main(argv: list[str] | None = None) -> int:
