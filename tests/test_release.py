@@ -123,3 +123,13 @@ def test_student_notebooks_stop_at_their_first_todo_and_nbval_expects_it(tmp_pat
                            capture_output=True, text=True, timeout=600, cwd=student,
                            env=dict(os.environ, PYTHONPATH=str(student), LABKIT_SMOKE="1"))
     assert nbval.returncode == 0, nbval.stdout[-2000:]
+
+
+def test_student_readme_lists_each_todo_from_the_markers_and_the_course_file_names(tmp_path):
+    make_kit(tmp_path / "kit")
+    (tmp_path / "kit" / "README.md").write_text("# TA README: python -m labkit release --verify\n")
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    readme = (tmp_path / "student" / "README.md").read_text()
+    assert "| `labkit/metrics.py` | `dice()` |" in readme  # generated from the stub, not hand-listed
+    assert "`<id>_unet.pth`" in readme and "`checks/check_pruning.py`" in readme  # from labkit.grading.tasks
+    assert "labkit release" not in readme and "BEGIN SOLUTION" not in readme  # no TA tooling

@@ -55,6 +55,7 @@ class Release:
     solution_lines: set = field(default_factory=set)
     public_lines: set = field(default_factory=set)  # kept lines: not secret even if a solution has them
     stubs: int = 0
+    todos: list = field(default_factory=list)  # (file, "Class.method()") per stub, in file order
 
     def secret_lines(self) -> set:
         return self.solution_lines - self.public_lines
@@ -95,6 +96,7 @@ def strip_solutions(source: str, release: Release, *, where: str) -> str:
                 out += [f"{pad}# TODO: implement {name} (see the lab notebook for what it must do)",
                         f'{pad}raise NotImplementedError("TODO: implement {name}")']
                 release.stubs += 1
+                release.todos.append((where, name))
             index = close + 1
             continue
         if stripped.startswith((END_SOLUTION, END_HIDDEN)):
@@ -148,8 +150,38 @@ def build_student_edition(source_root: Path, out: Path) -> Release:
             target.write_text(strip_solutions(file.read_text(), release, where=str(relative)))
         else:
             shutil.copy2(file, target)
+    (out / "README.md").write_text(student_readme(release))
     scan_for_leaks(out, release.secret_lines())
     return release
+
+
+STUDENT_README = Path(__file__).with_name("student_readme.md")
+
+
+def student_readme(release: Release, *, template: Path = STUDENT_README) -> str:
+    """The edition's README: the template with the TODO list (from the markers) and the course's files.
+
+    The TODO table comes from the stubs this release wrote, the submission names and goals from
+    ``labkit.grading.tasks``, so neither can go stale. Example::
+
+        >>> r = Release(todos=[("labkit/metrics.py", "dice_score()")])
+        >>> "| `labkit/metrics.py` | `dice_score()` |" in student_readme(r)
+        True
+    """
+    from labkit.grading.tasks import COURSE_TARGETS, TASKS
+    from labkit.version import __version__
+
+    labkit_todos = [(file, name) for file, name in release.todos if file.startswith("labkit/")]
+    todo_table = "\n".join(["| file | function |", "|---|---|"]
+                           + [f"| `{file}` | `{name}` |" for file, name in labkit_todos])
+    submit_table = "\n".join(["| task | file names the check accepts | check |", "|---|---|---|"]
+                             + [f"| {task} | {', '.join(f'`<id>_{suffix}`' for suffix in spec.artifact_suffixes)} "
+                                f"| `checks/{spec.script}` |" for task, spec in TASKS.items()])
+    goal_table = "\n".join(["| lab | goal |", "|---|---|"]
+                           + [f"| {target.title} | {', '.join(goal.describe() for goal in target.goals)} |"
+                              for target in COURSE_TARGETS])
+    return template.read_text().format(version=__version__, todo_table=todo_table,
+                                       submit_table=submit_table, goal_table=goal_table)
 
 
 def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
