@@ -1,6 +1,7 @@
 """Grade a Cityscapes-8 model (Lab 05): Task 1 (UNet, mIoU) or Task 2 (low complexity, FoM).
 
     python checks/check_efficient.py --task 1|2 --path model_task1.pth [--data data/cityscapes]
+    python checks/check_efficient.py --task 2 MODEL_PATH DATA_PATH   (the course's positional form)
         [--split val] [--image-size 256 512] [--batch-size 8] [--device auto] [--json]
 
 Task 1: a labkit ``UNet(classes=8)``; goal mIoU >= 0.72 on the validation split.
@@ -14,7 +15,13 @@ INT8 models are counted honestly, where thop reports ~0: MACs of the quantized c
 same number as the FP32 model), and bytes of the int8 weights + a float32 scale and int32 zero point
 per output channel + float32 biases + each layer's output scale and zero point.
 
-Exit codes: 0 goal reached, 1 below the goal, 2 invalid file, 3 dataset missing. The file is read
+With ``--network network/network.py`` (the course's hand-in: ``load_model(MODEL_PATH)`` returns the
+student's model) the model is not rebuilt by labkit: it runs in the sandbox
+(labkit.grading.sandbox: no network, dataset hidden, limits), MACs and size are measured there with
+labkit's counters, only logits come back, and mIoU is computed here. The verdict's JSON carries
+the sandbox's record; the trust boundary and both sha256 are printed.
+
+Exit codes: 0 goal reached, 1 below the goal, 2 invalid file, 3 dataset missing or unreadable. The file is read
 with ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly into the network
 labkit builds (INT8: rebuilt, prepared for QAT and converted first, then loaded).
 """
@@ -29,10 +36,12 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cityscapes import CATEGORY_NAMES, NUM_CLASSES, Cityscapes8  # noqa: E402
 from labkit.evaluate import evaluate_multiclass_segmentation  # noqa: E402
-from labkit.grading.contract import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, dataset_batches, read_submission, run_check  # noqa: E402
+from labkit.grading.limits import QUANTIZED_DTYPES  # noqa: E402
 from labkit.grading.tasks import (COURSE_IMAGE_SIZE, COURSE_INPUT, FOM_MIOU_FLOOR, MIOU_GOALS, TASKS,  # noqa: E402
                                   fom_or_none)
-from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
+from labkit.grading.student_network import sandbox_lines, sandboxed_network  # noqa: E402
+from labkit.io import SubmissionError, load_into  # noqa: E402
 from labkit.models.efficient_unet import EfficientUNet, efficient_unet_kwargs  # noqa: E402
 from labkit.models.registry import build_model, infer_kwargs  # noqa: E402
 from labkit.profile import count_macs, model_size_bytes  # noqa: E402
@@ -47,8 +56,30 @@ def build_parser():
     parser.add_argument("--split", default="val", help="val/validation (either layout's name works)")
     parser.add_argument("--image-size", type=int, nargs=2, default=COURSE_IMAGE_SIZE, metavar=("H", "W"))
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--network", default=None,
+                        help="the student's network.py (load_model(path)); graded in the sandbox")
+    parser.add_argument("model_path", nargs="?", default=None,
+                        help="the course's positional form: check_efficient.py --task 2 MODEL_PATH DATA_PATH")
+    parser.add_argument("data_path", nargs="?", default=None, help="dataset root (positional form)")
+    for action in parser._actions:
+        if action.dest == "path":
+            action.required = False  # --path FILE or the positional MODEL_PATH
     parser.set_defaults(data=DEFAULT_DATA)
     return parser
+
+
+def resolve_paths(args):
+    """``--path``/``--data`` or the course's positional ``MODEL_PATH DATA_PATH``; one of each at most."""
+    if args.model_path is not None:
+        if args.path is not None:
+            raise SubmissionError("give the model file once: --path FILE or MODEL_PATH, not both")
+        args.path = args.model_path
+    if args.data_path is not None:
+        args.data = args.data_path
+    if args.path is None:
+        raise SubmissionError("no model file given: check_efficient.py --task 1|2 MODEL_PATH DATA_PATH "
+                              "(or --path FILE --data ROOT)")
+    return args
 
 
 def build_submitted_model(task: int, state: dict):
@@ -68,10 +99,33 @@ def build_submitted_model(task: int, state: dict):
     return load_into(model, state), f"EfficientUNet {kwargs}, {'INT8' if int8 else 'FP32'}", int8, kwargs
 
 
+def city_batches(args):
+    return dataset_batches(lambda: DataLoader(Cityscapes8(args.data, args.split, image_size=tuple(args.image_size)),
+                                              batch_size=args.batch_size, shuffle=False), where=args.data)
+
+
+def evaluate_network(args) -> CheckResult:
+    """The student's network.py in the sandbox: MACs/size from there, mIoU computed in this process."""
+    loader = city_batches(args)  # a dataset problem is found before the student's code starts
+    with sandboxed_network(args.network, args.path, data=args.data, memory=args.memory,
+                           input_size=COURSE_INPUT) as model:
+        scores = evaluate_multiclass_segmentation(model, loader, num_classes=NUM_CLASSES, device="cpu")
+    result = model.result
+    described = f"your network.py ({args.network}){', quantized' if result.quantized else ''}"
+    verdict = grade(args, scores, loader.dataset, description=described, macs=result.macs,
+                    size_kb=result.size_bytes / 1024, int8=bool(result.quantized), notes=[])
+    verdict.metrics["sandbox"] = result.to_dict()
+    verdict.message += "\n" + "\n".join(sandbox_lines(result))
+    return verdict
+
+
 def evaluate_submission(args) -> CheckResult:
+    args = resolve_paths(args)
+    if args.network:
+        return evaluate_network(args)
     notes: list[str] = []
     with quiet_quantization_warnings():  # reading quantized tensors warns about TypedStorage
-        state = load_state_dict_file(args.path, notes=notes)
+        state = read_submission(args.path, allowed_dtypes=QUANTIZED_DTYPES, notes=notes)
     model, description, int8, kwargs = build_submitted_model(args.task, state)
     if kwargs["classes"] != NUM_CLASSES:
         raise SubmissionError(f"the model has {kwargs['classes']} output channels; Cityscapes-8 needs "
@@ -83,9 +137,15 @@ def evaluate_submission(args) -> CheckResult:
             notes.append("INT8 models run on the CPU; --device cuda was ignored")
     macs = count_macs(model, input_size=COURSE_INPUT)
     size_kb = model_size_bytes(model) / 1024
-    dataset = Cityscapes8(args.data, args.split, image_size=tuple(args.image_size))
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+    loader = city_batches(args)
     scores = evaluate_multiclass_segmentation(model, loader, num_classes=NUM_CLASSES, device=device)
+    return grade(args, scores, loader.dataset, description=description, macs=macs, size_kb=size_kb, int8=int8,
+                 notes=notes)
+
+
+def grade(args, scores: dict, dataset, *, description: str, macs: int, size_kb: float, int8: bool,
+          notes: list) -> CheckResult:
+    """The verdict (the course's lines) from the scores and the measured MACs and size."""
     miou, goal = scores["mIoU"], MIOU_GOALS[args.task]
     passed = miou >= goal
 

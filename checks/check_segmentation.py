@@ -1,7 +1,12 @@
 """Grade a binary-segmentation model (Labs 01 and 02) on the Oxford-IIIT Pet test split.
 
     python checks/check_segmentation.py --path saved_models/unet.pth [--model unet|resnet34_unet]
-        [--data data/oxford-iiit-pet] [--image-size 256] [--device auto] [--json]
+        [--network network/network.py] [--data data/oxford-iiit-pet] [--image-size 256]
+        [--device auto] [--memory 6G] [--json]
+
+With ``--network`` the student's own ``network.py`` (``load_model(path)`` returns the model) is
+imported in a sandbox (labkit.grading.sandbox: no network, dataset hidden, limits) and only its
+logits come back; Dice is computed here. The verdict's JSON carries the sandbox's record.
 
 The course's tiers: Dice >= 0.90 full marks, >= 0.85 80%, >= 0.80 60%, else 0. Exit code 0 when the
 model earns credit (Dice >= 0.80), 1 below that, 2 for an invalid file, 3 when the dataset is missing.
@@ -19,9 +24,10 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data import pets  # noqa: E402
 from labkit.evaluate import evaluate_segmentation  # noqa: E402
-from labkit.grading.contract import CheckResult, common_parser, run_check  # noqa: E402
+from labkit.grading.contract import CheckResult, common_parser, dataset_batches, read_submission, run_check  # noqa: E402
 from labkit.grading.tasks import TASKS, credit_for  # noqa: E402
-from labkit.io import SubmissionError, load_into, load_state_dict_file  # noqa: E402
+from labkit.grading.student_network import sandbox_lines, sandboxed_network  # noqa: E402
+from labkit.io import SubmissionError, load_into  # noqa: E402
 from labkit.models.registry import SEGMENTATION_MODELS, build_model, infer_kwargs  # noqa: E402
 
 DEFAULT_DATA = f"data/{TASKS['segmentation'].dataset}"  # relative to where the check runs; tiers: credit_for
@@ -32,13 +38,44 @@ def build_parser():
     parser.add_argument("--model", default="unet", choices=SEGMENTATION_MODELS)
     parser.add_argument("--image-size", type=int, default=256, help="evaluate at this square size")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--network", default=None,
+                        help="the student's network.py (load_model(path)); graded in the sandbox")
     parser.set_defaults(data=DEFAULT_DATA)
     return parser
 
 
-def evaluate_submission(args) -> CheckResult:
+def pets_test_batches(args):
+    return dataset_batches(lambda: DataLoader(pets.OxfordIIITPet(args.data, "test", image_size=args.image_size),
+                                              batch_size=args.batch_size, shuffle=False), where=args.data)
+
+
+def verdict(dice: float, described: str, test_set, args, notes, extra: dict | None = None) -> CheckResult:
+    credit, tier = credit_for(dice)
+    message = (f"Model: {described}\n"
+               f"Dice on the test split ({len(test_set)} images, {args.image_size}x{args.image_size}): "
+               f"{dice:.4f} -> {tier}")
+    metrics = {"dice": dice, "credit": credit, "test_images": len(test_set)} | (extra or {})
+    return CheckResult("segmentation", credit > 0, message, notes=notes, metrics=metrics)
+
+
+def evaluate_network(args) -> CheckResult:
+    """The student's network.py in the sandbox; Dice computed in this process."""
     notes: list[str] = []
-    state = load_state_dict_file(args.path, notes=notes)
+    loader = pets_test_batches(args)  # a dataset problem is found before the student's code starts
+    with sandboxed_network(args.network, args.path, data=args.data, memory=args.memory,
+                           input_size=(1, 3, args.image_size, args.image_size)) as model:
+        dice = evaluate_segmentation(model, loader, device="cpu")["dice"]
+    result = verdict(dice, f"your network.py ({args.network})", loader.dataset, args, notes,
+                     {"sandbox": model.result.to_dict()})
+    result.message += "\n" + "\n".join(sandbox_lines(model.result))
+    return result
+
+
+def evaluate_submission(args) -> CheckResult:
+    if args.network:
+        return evaluate_network(args)
+    notes: list[str] = []
+    state = read_submission(args.path, notes=notes)
     kwargs = infer_kwargs(args.model, state)
     if not kwargs:
         raise SubmissionError(f"this file does not look like a labkit {args.model} state_dict "
@@ -47,15 +84,9 @@ def evaluate_submission(args) -> CheckResult:
         raise SubmissionError(f"the model has {kwargs.get('classes')} output channels; the binary task "
                               "uses ONE logit channel (classes=1, logit > 0 is the pet)")
     model = load_into(build_model(args.model, **kwargs), state)
-    test_set = pets.OxfordIIITPet(args.data, "test", image_size=args.image_size)
-    loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False)
+    loader = pets_test_batches(args)
     dice = evaluate_segmentation(model, loader, device=args.device)["dice"]
-    credit, tier = credit_for(dice)
-    message = (f"Model: {args.model} {kwargs}\n"
-               f"Dice on the test split ({len(test_set)} images, {args.image_size}x{args.image_size}): "
-               f"{dice:.4f} -> {tier}")
-    return CheckResult("segmentation", credit > 0, message, notes=notes,
-                       metrics={"dice": dice, "credit": credit, "test_images": len(test_set)})
+    return verdict(dice, f"{args.model} {kwargs}", loader.dataset, args, notes)
 
 
 def main(argv=None) -> int:

@@ -45,6 +45,10 @@ class CheckResult:
             self.exit_code = EXIT_PASSED if self.passed else EXIT_BELOW_GOAL
 
 
+# How torch (its CPU allocator, oneDNN) says an allocation failed: the cap's doing, not the student's.
+OUT_OF_MEMORY_SIGNS = ("can't allocate memory", "not enough memory", "could not create a primitive",
+                       "bad_alloc", "out of memory", "cannot allocate memory")
+
 # The course's own words (its check scripts), shown before labkit's specific reason.
 LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exist or your file isn't "
                "a state_dict.")
@@ -217,6 +221,11 @@ def run_check(task: str, parser: argparse.ArgumentParser,
                                           f"{args.memory}; raise --memory", exit_code=EXIT_ENVIRONMENT)
     except Exception as error:  # noqa: BLE001 - a grader must answer for every file, never crash
         text = str(error).strip()
+        if any(sign in text.lower() for sign in OUT_OF_MEMORY_SIGNS):
+            result = CheckResult(task, False, f"Cannot evaluate: out of memory under the --memory cap of "
+                                              f"{getattr(args, 'memory', '?')} ({text.splitlines()[0][:120]}); "
+                                              "raise --memory", exit_code=EXIT_ENVIRONMENT)
+            return report(result, as_json=args.json)
         detail = text.splitlines()[0][:300] if text else "no further detail"
         result = CheckResult(task, False, "Oops! Something is wrong!\nYour model could not be evaluated: "
                                           f"{detail}", exit_code=EXIT_INVALID)

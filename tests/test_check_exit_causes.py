@@ -1,0 +1,80 @@
+"""Honest exit codes (issue 14, Deliver 4): the grading machine's problems exit 3 with the TA-facing
+cause; a student's bad file exits 2 in plain words; no exception class name reaches the student."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from labkit.data import pets
+from labkit.io import save_state_dict
+from labkit.models.resnet20 import resnet20
+from labkit.models.unet import UNet
+from labkit.paths import REPO_ROOT
+
+CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception|Problem|Refused)\b")
+
+
+def run(check, *args):
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "checks" / check), *map(str, args)],
+                               capture_output=True, text=True, timeout=300)
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def test_corrupt_dataset_image_is_an_environment_problem_naming_the_dataset(tmp_path):
+    root = pets.make_fixture(tmp_path / "pets", n_trainval=3, n_test=2, size=(32, 32))
+    first_test = (root / "annotations" / "test.txt").read_text().split()[0]
+    (root / "images" / f"{first_test}.jpg").write_bytes(b"not a jpeg at all")
+    model = save_state_dict(UNet(base_channels=4, depth=2), tmp_path / "unet.pth")
+    code, output = run("check_segmentation.py", "--path", model, "--data", root, "--image-size", 32)
+    assert code == 3, output
+    assert "grading machine" in output and str(root) in output and "could not be read" in output
+    assert not CLASS_NAME.search(output), output
+
+
+def test_unknown_cifar_class_folder_is_an_environment_problem_with_its_name(tmp_path):
+    folder = tmp_path / "cifar10" / "test" / "spaceship"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "0.png")
+    model = save_state_dict(resnet20(), tmp_path / "pruned.pth")
+    code, output = run("check_pruning.py", "--path", model, "--data", tmp_path / "cifar10")
+    assert code == 3, output
+    assert "unknown class folders ['spaceship']" in output
+    assert not CLASS_NAME.search(output), output
+
+
+def test_pickled_object_is_refused_in_plain_words_before_loading(tmp_path, pets_fixture_root):
+    path = tmp_path / "whole_model.pth"
+    torch.save(UNet(base_channels=4, depth=2), path)  # a whole model, not a state_dict
+    code, output = run("check_segmentation.py", "--path", path, "--data", pets_fixture_root)
+    assert code == 2, output
+    assert "Oops! Something is wrong!" in output and "model.state_dict()" in output
+    assert not CLASS_NAME.search(output), output
+
+
+def test_float64_weights_are_refused_by_their_declared_dtype(tmp_path, pets_fixture_root):
+    state = {k: v.double() if v.is_floating_point() else v for k, v in UNet(base_channels=4, depth=2).state_dict().items()}
+    path = tmp_path / "double.pth"
+    torch.save(state, path)
+    code, output = run("check_segmentation.py", "--path", path, "--data", pets_fixture_root)
+    assert code == 2, output
+    assert "dtype float64" in output and "model.float()" in output
+
+
+def test_memory_cap_is_applied_and_running_out_is_exit_3_not_the_students_fault(tmp_path):
+    root = pets.make_fixture(tmp_path / "pets", n_trainval=3, n_test=2, size=(32, 32))
+    model = save_state_dict(UNet(base_channels=4, depth=2), tmp_path / "unet.pth")
+    # 1 GiB of address space is below what torch reserved at import (~3.1 GiB): the first
+    # convolution cannot allocate, and that is the grading machine's limit, not the submission
+    code, output = run("check_segmentation.py", "--path", model, "--data", root, "--image-size", 32,
+                       "--memory", "1G")
+    assert code == 3, output
+    assert "out of memory under the --memory cap of 1G" in output and "raise --memory" in output
+
+
+def test_unreadable_memory_option_is_a_usage_error(tmp_path, pets_fixture_root):
+    code, output = run("check_segmentation.py", "--path", tmp_path / "m.pth", "--data", pets_fixture_root,
+                       "--memory", "lots")
+    assert code == 2 and "memory must look like 4G" in output
