@@ -9,6 +9,7 @@ environment's site-packages, so torch & co. are importable but labkit is not (an
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +88,13 @@ def test_student_wheel_installs_offline_and_notebook_01_runs_to_its_first_todo(t
     assert ran.returncode != 0, "notebook 01 ran to the end: the student edition has no TODO left"
     assert "NotImplementedError: TODO: implement DoubleConv.__init__()" in output, output[-3000:]
     assert f"{site}/labkit/models/unet_parts.py" in output, output[-3000:]
+    # ... and it stops in the self-check cell right after the hand-off that names the TODO, not later.
+    executed = [cell for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+                if "papermill-error-cell" not in "".join(cell["source"])]  # papermill's red banner
+    failed = next(i for i, cell in enumerate(executed) if cell["cell_type"] == "code"
+                  and any(out.get("output_type") == "error" for out in cell.get("outputs", [])))
+    assert "selfcheck.check_double_conv()" in "".join(executed[failed]["source"])
+    assert "`DoubleConv.__init__`" in "".join(executed[failed - 1]["source"])
 
 
 def test_building_the_wheel_prints_no_setuptools_warning(tmp_path):
