@@ -78,3 +78,14 @@ def test_unreadable_memory_option_is_a_usage_error(tmp_path, pets_fixture_root):
     code, output = run("check_segmentation.py", "--path", tmp_path / "m.pth", "--data", pets_fixture_root,
                        "--memory", "lots")
     assert code == 2 and "memory must look like 4G" in output
+
+
+def test_memory_cap_is_not_applied_on_cuda_and_says_so(capsys):
+    import resource
+
+    from labkit.grading.contract import CheckResult, common_parser, run_check
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    code = run_check("demo", common_parser("demo"), lambda args: CheckResult("demo", True, "fine"),
+                     ["--path", "x.pth", "--device", "cuda", "--memory", "4G"], cap_memory=True)
+    assert code == 0 and resource.getrlimit(resource.RLIMIT_AS) == before
+    assert "not applied on CUDA" in capsys.readouterr().out

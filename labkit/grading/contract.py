@@ -202,11 +202,18 @@ def run_check(task: str, parser: argparse.ArgumentParser,
     """
     from labkit.grading.limits import EnvironmentProblem, apply_memory_cap, parse_memory
     args = parser.parse_args(argv)
+    cap_notes = []
     if (argv is None if cap_memory is None else cap_memory) and getattr(args, "memory", None) is not None:
         try:
-            apply_memory_cap(parse_memory(args.memory))
+            cap = parse_memory(args.memory)
         except ValueError as error:
             parser.error(str(error))
+        if _uses_cuda(args):
+            # CUDA reserves far more address space than it uses: RLIMIT_AS would stop CUDA itself
+            cap_notes.append(f"--memory {args.memory} is not applied on CUDA (an address-space cap stops "
+                             "CUDA's own start); use --device cpu for a capped run")
+        else:
+            apply_memory_cap(cap)
     try:
         result = evaluate_submission(args)
     except SubmissionError as error:
@@ -229,4 +236,16 @@ def run_check(task: str, parser: argparse.ArgumentParser,
         detail = text.splitlines()[0][:300] if text else "no further detail"
         result = CheckResult(task, False, "Oops! Something is wrong!\nYour model could not be evaluated: "
                                           f"{detail}", exit_code=EXIT_INVALID)
+    result.notes = list(result.notes) + cap_notes
     return report(result, as_json=args.json)
+
+
+def _uses_cuda(args) -> bool:
+    """Whether this check will run on CUDA (``--device cuda``, or ``auto`` on a machine with a GPU)."""
+    device = getattr(args, "device", "cpu")
+    if device == "cuda":
+        return True
+    if device != "auto":
+        return False
+    import torch
+    return torch.cuda.is_available()
