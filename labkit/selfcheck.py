@@ -127,3 +127,45 @@ def check_fuse_conv_bn(*, tolerance: float = 1e-5) -> bool:
     _expect(error < tolerance, f"fused conv differs from conv -> BN by {error:.2e} (> {tolerance:g}): "
             "w' = w * gamma / sqrt(var + eps), b' = beta + (b - mean) * gamma / sqrt(var + eps)")
     return _pass(f"fuse_conv_bn: max error {error:.1e} < {tolerance:g}")
+
+
+def check_basic_block() -> bool:
+    """``BasicBlock(64, 128, stride=2)`` (eval) equals relu(bn2(conv2(relu(bn1(conv1 x)))) + downsample(x))."""
+    from labkit.models.resnet34_unet import BasicBlock
+
+    torch.manual_seed(0)
+    block = BasicBlock(64, 128, stride=2).eval()
+    x = torch.randn(2, 64, 15, 17)
+    with torch.no_grad():
+        out = block(x)
+        expected = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))) + block.downsample(x))
+    _expect(tuple(out.shape) == (2, 128, 8, 9), f"BasicBlock(64, 128, stride=2) on (2, 64, 15, 17) gave "
+            f"{tuple(out.shape)}, expected (2, 128, 8, 9)")
+    error = (out - expected).abs().max().item()
+    _expect(error < 1e-5, f"BasicBlock differs from the ResNet formula by {error:.2e}: add the (downsampled) "
+            "input AFTER bn2, then ReLU")
+    return _pass("BasicBlock: (2, 64, 15, 17) -> (2, 128, 8, 9), residual added before the last ReLU")
+
+
+def check_decoder_block() -> bool:
+    """``DecoderBlock``: nearest x2, pad to the skip (odd 9 x 11), cat([skip, x]); no skip (0 channels) works."""
+    import torch.nn.functional as F
+
+    from labkit.models.resnet34_unet import DecoderBlock
+    from labkit.models.unet_parts import pad_to_match
+
+    torch.manual_seed(0)
+    block = DecoderBlock(32, 16, 16).eval()
+    x, skip = torch.randn(1, 32, 4, 5), torch.randn(1, 16, 9, 11)
+    with torch.no_grad():
+        out = block(x, skip)
+        expected = block.conv(torch.cat([skip, pad_to_match(F.interpolate(x, scale_factor=2.0), skip)], dim=1))
+    _expect(tuple(out.shape) == (1, 16, 9, 11), f"DecoderBlock gave {tuple(out.shape)}, expected (1, 16, 9, 11)")
+    _expect((out - expected).abs().max().item() < 1e-5, "DecoderBlock: upsample with nearest x2, pad_to_match the "
+            "skip, then torch.cat([skip, x], dim=1) (skip first) and self.conv")
+    last = DecoderBlock(32, 0, 16).eval()
+    with torch.no_grad():
+        out = last(x, torch.zeros(1, 0, 8, 10))
+    _expect(tuple(out.shape) == (1, 16, 8, 10), f"the last DecoderBlock (no skip) gave {tuple(out.shape)}, "
+            "expected (1, 16, 8, 10): skip has 0 channels, do not concatenate it")
+    return _pass("DecoderBlock: odd skip (9, 11) matched, skip first; the skip-less last block works")

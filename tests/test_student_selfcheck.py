@@ -8,7 +8,8 @@ from labkit import selfcheck
 
 @pytest.mark.parametrize("check", [selfcheck.check_double_conv, selfcheck.check_up, selfcheck.check_unet,
                                    selfcheck.check_dice, selfcheck.check_affine_qparams,
-                                   selfcheck.check_fuse_conv_bn])
+                                   selfcheck.check_fuse_conv_bn, selfcheck.check_basic_block,
+                                   selfcheck.check_decoder_block])
 def test_each_selfcheck_passes_on_the_reference_solution(check, capsys):
     assert check() is True
     assert capsys.readouterr().out.startswith("PASS")
@@ -52,3 +53,10 @@ def test_a_todo_still_there_raises_not_implemented(monkeypatch):
     monkeypatch.setattr(manual, "fuse_conv_bn", stub)
     with pytest.raises(NotImplementedError, match="fuse_conv_bn"):
         selfcheck.check_fuse_conv_bn()
+
+
+def test_basic_block_without_the_residual_fails(monkeypatch):
+    import labkit.models.resnet34_unet as r34
+    monkeypatch.setattr(r34.BasicBlock, "forward", lambda self, x: self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))))
+    with pytest.raises(AssertionError, match="input AFTER bn2"):
+        selfcheck.check_basic_block()
