@@ -13,7 +13,8 @@ split. Recipes:
 
 ``--epochs`` sets the gradual recipes' budget (default: ``CPU_GRADUAL_RECIPE``'s). Every run
 appends its row to ``--results`` (JSON lines), so runs of different budgets, made one after the
-other, end up in one table; ``--readme`` rewrites the table in benchmarks/README.md between its
+other, end up in one table (``load``: the 5-minute load average at the end of the run; above the
+number of threads, other jobs were slowing it down); ``--readme`` rewrites the table in benchmarks/README.md between its
 markers from all rows there. Time each run alone: two jobs on two cores slow each other.
 
 Run:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import tempfile
 import time
@@ -79,7 +81,7 @@ def run_recipe(name: str, model, loaders, *, epochs: float) -> dict:
 
 
 def write_readme(path: Path, rows: list[dict]) -> None:
-    columns = ("recipe", "epochs", "minutes", "sparsity", "valid_accuracy", "test_accuracy", "drop", "machine", "date")
+    columns = ("recipe", "epochs", "minutes", "sparsity", "valid_accuracy", "test_accuracy", "drop", "machine", "load", "date")
     table = format_table(rows, columns=columns, digits=2)
     path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
 
@@ -113,7 +115,7 @@ def main(argv=None) -> None:
         row["valid_accuracy"] = evaluate_classification(model, loaders.valid, device="cpu")["accuracy"]
         row["test_accuracy"] = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
         row["drop"] = start_accuracy - row["test_accuracy"]
-        row.update(machine=machine, date=time.strftime("%Y-%m-%d"), data=str(root))
+        row.update(machine=machine, load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
         print(format_table([row]), flush=True)
         with results.open("a") as file:
             file.write(json.dumps(row) + "\n")
