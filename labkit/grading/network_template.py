@@ -1,0 +1,204 @@
+"""Write the course's hand-in for Lab 05: a self-contained ``network.py`` whose ``load_model(path)`` rebuilds a model.
+
+The course's TA grades Cityscapes with ``test_task1.py <MODEL_PATH> <DATA_PATH>``: it imports the
+student's ``network/network.py`` (Task 2: ``network2/network.py``) and calls ``load_model(MODEL_PATH)``.
+The TA's machine may not have labkit installed, so the file written here does not import labkit: it
+carries the source of the labkit modules the model needs (copied with ``inspect.getsource`` when the
+file is written, so a student's own edits to ``labkit/models/`` are what is handed in), with the
+``from labkit... import`` lines removed (the names are defined above them in the same file). It needs
+only torch. ``load_model`` reads the weights with ``torch.load(path, weights_only=True,
+map_location="cpu")`` and loads them strictly; an INT8 model is rebuilt first (prepare for QAT,
+convert), the way ``labkit.quant.qat.build_int8_model`` does, on the CPU (the grader may have no GPU).
+
+What is copied, per model (in this order; later files use names of earlier ones):
+
+    UNet          labkit/models/unet_parts.py, labkit/models/unet.py
+    EfficientUNet labkit/models/unet_parts.py, labkit/models/efficient_unet.py (+ labkit/quant/qat.py for INT8)
+
+Example:
+    >>> import tempfile
+    >>> from labkit.models.unet import UNet
+    >>> folder = tempfile.mkdtemp()
+    >>> path = write_network(folder, UNet(classes=8, base_channels=4, depth=2))
+    >>> import ast
+    >>> tree = ast.parse(path.read_text())
+    >>> [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and "labkit" in node.module]
+    []
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+from torch import nn
+
+from labkit.models.efficient_unet import efficient_unet_kwargs
+from labkit.models.registry import infer_kwargs
+from labkit.quant.qat import is_int8_state_dict
+from labkit.version import __version__
+
+FLOAT_MODULES = {
+    "UNet": ("labkit.models.unet_parts", "labkit.models.unet"),
+    "EfficientUNet": ("labkit.models.unet_parts", "labkit.models.efficient_unet"),
+}
+INT8_MODULES = ("labkit.quant.qat",)  # build_int8_model: prepare_qat + convert_to_int8
+
+LOAD_MODEL = '''
+
+# ---- the course's entry point ----------------------------------------------------------------
+
+def load_model(path):
+    """The {model} of this hand-in with the weights in ``path`` loaded (strict), in eval mode, on the CPU."""
+    if not INT8:
+        model = {model}(**MODEL_KWARGS)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
+    torch.backends.quantized.engine = _engine()
+    with quiet_quantization_warnings():  # torch's deprecation notes about quantized tensors
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_int8_model({model}, backend=torch.backends.quantized.engine, **MODEL_KWARGS)
+        model.load_state_dict(state)
+    return model.eval()
+
+def _engine():
+    """BACKEND when this torch has it (x86 on a PC), else another CPU INT8 engine (qnnpack on ARM)."""
+    engines = torch.backends.quantized.supported_engines
+    for engine in (BACKEND, "x86", "fbgemm", "qnnpack"):
+        if engine in engines:
+            return engine
+    raise RuntimeError(f"this torch has no CPU INT8 engine (it has {{engines}}); the INT8 model cannot run")
+'''
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments; not imports)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return names
+
+
+def _is_labkit(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level > 0 or (node.module or "").split(".")[0] == "labkit"
+    if isinstance(node, ast.Import):
+        return any(alias.name.split(".")[0] == "labkit" for alias in node.names)
+    return False
+
+
+def inline_source(module_name: str, defined: set[str]) -> str:
+    """The source of ``module_name`` without its ``from __future__`` and labkit imports.
+
+    Every removed ``from labkit.x import a, b`` (top level or inside a function) becomes ``pass``
+    with a comment; ``a`` and ``b`` must be in ``defined`` (names of the files copied before this one),
+    else ``ValueError``: the copy would not run without labkit.
+
+    Example:
+        >>> "from labkit" in inline_source("labkit.models.unet", {"DoubleConv", "Down", "OutConv", "Up",
+        ...                                                        "check_input"})
+        False
+    """
+    source = inspect.getsource(importlib.import_module(module_name))
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    for node in sorted(ast.walk(tree), key=lambda n: -getattr(n, "lineno", 0)):
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (future or _is_labkit(node)):
+            continue
+        if _is_labkit(node):
+            if isinstance(node, ast.Import) or node.level > 0:
+                raise ValueError(f"{module_name} line {node.lineno}: write `from labkit.x import name`, "
+                                 "not `import labkit.x` or a relative import, so network.py can inline it")
+            missing = [a.name for a in node.names if a.name not in defined or a.asname not in (None, a.name)]
+            if missing:
+                raise ValueError(f"{module_name} line {node.lineno} imports {missing} from {node.module}, which "
+                                 "the files copied before it do not define (or renames them); add that "
+                                 "module to labkit.grading.network_template's list, before this one")
+        indent = lines[node.lineno - 1][:node.col_offset]
+        note = "from __future__ moved to the top" if future else f"{', '.join(a.name for a in node.names)}: above"
+        lines[node.lineno - 1:node.end_lineno] = [f"{indent}pass  # {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, backend: str = "x86") -> str:
+    """The text of a self-contained ``network.py`` for a labkit ``UNet`` or ``EfficientUNet``.
+
+    Args:
+        model_name: ``"UNet"`` or ``"EfficientUNet"`` (the class ``load_model`` builds).
+        model_kwargs: its constructor arguments, e.g. ``{"classes": 8, "base_channels": 8, "depth": 3}``.
+        int8: the weights are an INT8 state_dict (converted after QAT); only for ``EfficientUNet``.
+        backend: the INT8 engine the model was converted with (``load_model`` falls back to another
+            CPU engine when the grader's torch lacks it).
+
+    Example:
+        >>> text = network_source("EfficientUNet", model_kwargs={"base_channels": 4, "depth": 2}, int8=True)
+        >>> "def load_model(path):" in text and "def build_int8_model(" in text
+        True
+    """
+    if model_name not in FLOAT_MODULES:
+        raise ValueError(f"no network.py template for {model_name!r}; labkit writes one for "
+                         f"{', '.join(FLOAT_MODULES)}. For a network of your own, write network.py by hand")
+    if int8 and model_name != "EfficientUNet":
+        raise ValueError(f"INT8 network.py is written for EfficientUNet only, not {model_name}")
+    modules = FLOAT_MODULES[model_name] + (INT8_MODULES if int8 else ())
+    header = (f'"""network.py for the Cityscapes lab: load_model(path) returns {model_name}'
+              f'({", ".join(f"{k}={v!r}" for k, v in model_kwargs.items())}), {"INT8" if int8 else "FP32"}.\n\n'
+              f"Written by labkit {__version__} (labkit.grading.network_template). Self-contained: it needs torch, "
+              f"not labkit;\nthe model's source below is copied from {', '.join(modules)}.\n"
+              'The weights are read with torch.load(path, weights_only=True, map_location="cpu").\n"""\n'
+              "from __future__ import annotations\n\n"
+              f"MODEL_KWARGS = {model_kwargs!r}\nINT8 = {int8!r}\nBACKEND = {backend!r}  # INT8 engine it was converted with\n")
+    parts, defined = [header], set()
+    for module_name in modules:
+        names = _defined_names(ast.parse(inspect.getsource(importlib.import_module(module_name))))
+        clash = names & defined
+        if clash:
+            raise ValueError(f"{module_name} defines {sorted(clash)} again; network.py would keep only the last")
+        parts.append(f"\n\n# ---- copied from {module_name.replace('.', '/')}.py " + "-" * 40 + "\n\n")
+        parts.append(inline_source(module_name, defined))
+        defined |= names
+    parts.append(LOAD_MODEL.format(model=model_name))
+    text = "".join(parts)
+    compile(text, "network.py", "exec")  # a SyntaxError here is a bug of this template, not of the model
+    return text
+
+
+def model_config(model: nn.Module) -> dict:
+    """``{"model_name", "model_kwargs", "int8"}`` of a labkit UNet / EfficientUNet, read from its state_dict
+    the same way the checks read a submitted file.
+
+    Example:
+        >>> from labkit.models.efficient_unet import EfficientUNet
+        >>> model_config(EfficientUNet(base_channels=4, depth=2))
+        {'model_name': 'EfficientUNet', 'model_kwargs': {'in_channels': 3, 'classes': 8, 'base_channels': 4, 'depth': 2}, 'int8': False}
+    """
+    name, state = type(model).__name__, model.state_dict()
+    if name == "UNet":
+        kwargs = infer_kwargs("unet", state)
+    elif name == "EfficientUNet":
+        kwargs = efficient_unet_kwargs(state)
+    else:
+        raise ValueError(f"no network.py template for a {name}; labkit writes one for "
+                         f"{', '.join(FLOAT_MODULES)}. For a network of your own, write network.py by hand")
+    kwargs = {key: value.item() if hasattr(value, "item") else value for key, value in kwargs.items()}
+    return {"model_name": name, "model_kwargs": kwargs, "int8": is_int8_state_dict(state)}
+
+
+def write_network(folder, model: nn.Module, *, backend: str = "x86") -> Path:
+    """Write ``folder/network.py`` that rebuilds ``model`` (a labkit UNet or EfficientUNet, FP32 or INT8).
+
+    Save the weights beside it (``labkit.io.save_state_dict(model, ...)``); the pair is what the
+    course's ``test_task1.py`` / ``test_task2.py`` and ``check_efficient.py --network`` grade.
+    Returns the path of the file written (the folder is created).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "network.py"
+    path.write_text(network_source(**model_config(model), backend=backend), encoding="utf-8")
+    return path
