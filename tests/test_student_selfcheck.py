@@ -60,3 +60,150 @@ def test_basic_block_without_the_residual_fails(monkeypatch):
     monkeypatch.setattr(r34.BasicBlock, "forward", lambda self, x: self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))))
     with pytest.raises(AssertionError, match="input AFTER bn2"):
         selfcheck.check_basic_block()
+
+
+@pytest.mark.parametrize("check", [selfcheck.check_separable_conv, selfcheck.check_eca,
+                                   selfcheck.check_efficient_unet])
+def test_each_efficient_unet_selfcheck_passes_on_the_reference_solution(check, capsys):
+    assert check() is True
+    assert capsys.readouterr().out.startswith("PASS")
+
+
+def test_separable_conv_without_its_depthwise_step_fails(monkeypatch):
+    import labkit.models.efficient_unet as eff
+    monkeypatch.setattr(eff.DepthwiseSeparableConv, "forward", lambda self, x: self.pointwise(x))
+    with pytest.raises(AssertionError, match=r"expected \(2, 32, 8, 9\)"):
+        selfcheck.check_separable_conv()
+
+
+def test_separable_conv_that_skips_the_pointwise_bn_relu_fails(monkeypatch):
+    import labkit.models.efficient_unet as eff
+    monkeypatch.setattr(eff.DepthwiseSeparableConv, "forward",
+                        lambda self, x: self.pointwise[0](self.depthwise(x)))
+    with pytest.raises(AssertionError, match="depthwise first"):
+        selfcheck.check_separable_conv()
+
+
+def test_eca_kernel_size_left_even_fails(monkeypatch):
+    import math
+
+    import labkit.models.efficient_unet as eff
+    monkeypatch.setattr(eff, "eca_kernel_size", lambda channels, gamma=2, b=1: int((math.log2(channels) + b) / gamma))
+    with pytest.raises(AssertionError, match="made odd"):
+        selfcheck.check_eca()
+
+
+def test_eca_that_slides_its_kernel_along_the_wrong_axis_fails(monkeypatch):
+    import labkit.models.efficient_unet as eff
+
+    def wrong_axis(self, x):  # pooled viewed as (N, 1, 1, C): the (k, 1) kernel never crosses channels
+        batch, channels = x.shape[:2]
+        gate = self.gate(self.conv(self.pool(x).reshape(batch, 1, 1, channels))).reshape(batch, channels, 1, 1)
+        return self.scale.mul(x, gate.expand_as(x))
+    monkeypatch.setattr(eff.ECA, "forward", wrong_axis)
+    with pytest.raises(AssertionError, match=r"\(N, 1, C, 1\)"):
+        selfcheck.check_eca()
+
+
+def test_eca_that_multiplies_without_the_float_functional_fails(monkeypatch):
+    import labkit.models.efficient_unet as eff
+
+    def plain_mul(self, x):
+        batch, channels = x.shape[:2]
+        gate = self.gate(self.conv(self.pool(x).reshape(batch, 1, channels, 1))).reshape(batch, channels, 1, 1)
+        return x * gate
+    monkeypatch.setattr(eff.ECA, "forward", plain_mul)
+    with pytest.raises(AssertionError, match="self.scale.mul"):
+        selfcheck.check_eca()
+
+
+def test_eca_todo_still_there_raises_not_implemented(monkeypatch):
+    import labkit.models.efficient_unet as eff
+
+    def stub(self, x):
+        raise NotImplementedError("TODO: implement ECA.forward()")
+    monkeypatch.setattr(eff.ECA, "forward", stub)
+    with pytest.raises(NotImplementedError, match="ECA.forward"):
+        selfcheck.check_eca()
+
+
+# ----------------------------------------------------------------------------- Lab 03: prune_to, iterative_prune
+def test_pruning_selfchecks_pass_on_the_reference_solution(capsys):
+    assert selfcheck.check_prune_to() is True
+    assert selfcheck.check_iterative_prune() is True
+    assert capsys.readouterr().out.count("PASS") == 2
+
+
+def test_prune_to_that_counts_biases_and_batchnorm_fails_on_the_exact_count(monkeypatch):
+    import math
+
+    import labkit.prune as prune
+    from torch.nn.utils import prune as torch_prune
+
+    def counts_every_parameter(model, target, *, light_layers=prune.DEFAULT_LIGHT_LAYERS):
+        ranked = [layer for name, layer in prune.prunable_layers(model).items()]
+        total = sum(p.numel() for p in model.parameters())          # the mistake: biases and BN too
+        already = sum(int((prune.effective_weight(layer) == 0).sum()) for layer in ranked)
+        torch_prune.global_unstructured([(layer, "weight") for layer in ranked],
+                                        pruning_method=torch_prune.L1Unstructured,
+                                        amount=math.ceil(target * total) - already)
+        return prune.course_sparsity(model)
+    monkeypatch.setattr(prune, "prune_to", counts_every_parameter)
+    with pytest.raises(AssertionError, match="exactly ceil"):
+        selfcheck.check_prune_to()
+
+
+def test_prune_to_that_prunes_each_layer_on_its_own_fails_on_the_global_ranking(monkeypatch):
+    import math
+
+    import labkit.prune as prune
+    from torch.nn.utils import prune as torch_prune
+
+    def per_layer(model, target, *, light_layers=prune.DEFAULT_LIGHT_LAYERS):
+        layers = prune.prunable_layers(model)
+        for name, fraction in light_layers.items():
+            torch_prune.l1_unstructured(layers[name], "weight", amount=math.ceil(fraction * layers[name].weight.numel()))
+        total = sum(layer.weight.numel() for layer in layers.values())
+        ranked = [layer for name, layer in layers.items() if name not in light_layers]
+        missing = math.ceil(target * total) - sum(int((prune.effective_weight(l) == 0).sum()) for l in layers.values())
+        sizes = [layer.weight.numel() for layer in ranked]
+        shares = [missing * size // sum(sizes) for size in sizes]
+        shares[-1] += missing - sum(shares)                        # the right total, the wrong ranking
+        for layer, share in zip(ranked, shares):
+            torch_prune.l1_unstructured(layer, "weight", amount=share)
+        return prune.course_sparsity(model)
+    monkeypatch.setattr(prune, "prune_to", per_layer)
+    with pytest.raises(AssertionError, match="rank the layers together"):
+        selfcheck.check_prune_to()
+
+
+def test_prune_to_that_removes_its_masks_fails(monkeypatch):
+    import labkit.prune as prune
+    solution = prune.prune_to
+
+    def removes_masks(model, target, **kwargs):
+        sparsity = solution(model, target, **kwargs)
+        prune.make_permanent(model)                                 # the mistake: masks gone mid-schedule
+        return sparsity
+    monkeypatch.setattr(prune, "prune_to", removes_masks)
+    with pytest.raises(AssertionError, match="no weight_mask"):
+        selfcheck.check_prune_to()
+
+
+def test_iterative_prune_that_keeps_a_round_below_the_floor_fails(monkeypatch):
+    import labkit.prune as prune
+    monkeypatch.setattr(prune, "_restore", lambda model, snapshot: None)   # never goes back
+    with pytest.raises(AssertionError, match="not undone"):
+        selfcheck.check_iterative_prune()
+
+
+def test_iterative_prune_that_fine_tunes_without_masks_fails(monkeypatch):
+    import labkit.prune as prune
+    solution = prune.fine_tune
+
+    def unmasked_fine_tune(model, train_loader, **kwargs):
+        prune.make_permanent(model)                                 # the mistake: zeros free to move
+        return solution(model, train_loader, **kwargs)
+    monkeypatch.setattr(prune, "fine_tune", unmasked_fine_tune)
+    with pytest.raises(AssertionError, match="FAIL"):
+        selfcheck.check_iterative_prune()
