@@ -18,7 +18,7 @@ Example:
     ('check_pruning.py', 'cifar10')
     >>> credit_for(0.87)
     (0.8, '80% of the marks')
-    >>> describe_fom({"task2_macs": 1953431552, "task2_size_kb": 1522.402, "task2_int8_miou": 0.678319})
+    >>> describe_fom({"task2_macs": 1953431552, "task2_size_kb": 1522.402, "task2_int8_test_miou": 0.678319})
     'FoM 3.123e+26'
 """
 from __future__ import annotations
@@ -140,9 +140,9 @@ class LabTarget:
 
 def describe_fom(metrics: dict) -> str | None:
     """FoM = MACs² x size² / (mIoU - 0.65) of the INT8 Task 2 model; undefined at mIoU <= 0.65."""
-    if not all(name in metrics for name in ("task2_macs", "task2_size_kb", "task2_int8_miou")):
+    if not all(name in metrics for name in ("task2_macs", "task2_size_kb", "task2_int8_test_miou")):
         return None
-    score = fom_or_none(metrics["task2_macs"], metrics["task2_size_kb"], metrics["task2_int8_miou"])
+    score = fom_or_none(metrics["task2_macs"], metrics["task2_size_kb"], metrics["task2_int8_test_miou"])
     return f"FoM undefined (mIoU ≤ {FOM_MIOU_FLOOR})" if score is None else f"FoM {score:.4g}"
 
 
@@ -153,14 +153,14 @@ COURSE_TARGETS = (
               (Goal("test_dice", "test Dice", minimum=DICE_GOAL),)),
     LabTarget("03_pruning_cifar10", "03 Pruning ResNet-20, CIFAR-10",
               (Goal("sparsity", "sparsity", "%", minimum=SPARSITY_GOAL),
-               Goal("accuracy", "accuracy", "%", minimum=ACCURACY_GOAL))),
+               Goal("test_accuracy", "test accuracy", "%", minimum=ACCURACY_GOAL))),
     LabTarget("04_quantization_cifar10", "04 INT8 ResNet-20 (hand-made PTQ), CIFAR-10",
-              (Goal("hand_accuracy", "INT8 accuracy", "%", minimum=ACCURACY_GOAL),),
-              also_report=(Measure("fp32_accuracy", "FP32", "%"), Measure("fx_accuracy", "FX INT8", "%"))),
+              (Goal("hand_test_accuracy", "INT8 test accuracy", "%", minimum=ACCURACY_GOAL),),
+              also_report=(Measure("fp32_test_accuracy", "FP32", "%"), Measure("fx_test_accuracy", "FX INT8", "%"))),
     LabTarget("05_efficient_unet_cityscapes", "05 Task 1 segmentation, Cityscapes",
-              (Goal("task1_miou", "mIoU", minimum=MIOU_GOALS[1]),)),
+              (Goal("task1_test_miou", "test mIoU", minimum=MIOU_GOALS[1]),)),
     LabTarget("05_efficient_unet_cityscapes", "05 Task 2 low complexity (INT8), Cityscapes",
-              (Goal("task2_int8_miou", "mIoU", minimum=MIOU_GOALS[2]),),
+              (Goal("task2_int8_test_miou", "INT8 test mIoU", minimum=MIOU_GOALS[2]),),
               also_report=(Measure("task2_macs", "MACs"), Measure("task2_size_kb", "size", " KB")),
               derived=describe_fom),
 )
