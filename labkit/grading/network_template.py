@@ -181,6 +181,8 @@ def model_config(model: nn.Module) -> dict:
     name, state = type(model).__name__, model.state_dict()
     if name == "UNet":
         kwargs = infer_kwargs("unet", state)
+        if kwargs:  # infer_kwargs leaves in_channels to its default; the first conv's weight tells it
+            kwargs["in_channels"] = state["inc.double_conv.0.weight"].shape[1]
     elif name == "EfficientUNet":
         kwargs = efficient_unet_kwargs(state)
     else:
