@@ -24,6 +24,10 @@ the sandbox's record; the trust boundary and both sha256 are printed.
 Exit codes: 0 goal reached, 1 below the goal, 2 invalid file, 3 dataset missing or unreadable. The file is read
 with ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly into the network
 labkit builds (INT8: rebuilt, prepared for QAT and converted first, then loaded).
+
+mIoU comes from ``labkit.grading.reference`` (its own confusion matrix, never the student's code).
+The UNet / EfficientUNet is built from this copy of labkit's layers; while one is still a student
+TODO the check refuses (exit 3) and names the function to implement.
 """
 from __future__ import annotations
 
@@ -35,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cityscapes import CATEGORY_NAMES, NUM_CLASSES, Cityscapes8  # noqa: E402
-from labkit.evaluate import evaluate_multiclass_segmentation  # noqa: E402
 from labkit.grading.contract import CheckResult, common_parser, dataset_batches, read_submission, run_check  # noqa: E402
 from labkit.grading.limits import QUANTIZED_DTYPES  # noqa: E402
+from labkit.grading.reference import evaluate_multiclass_segmentation, refuse_student_todos  # noqa: E402
 from labkit.grading.tasks import (COURSE_IMAGE_SIZE, COURSE_INPUT, FOM_MIOU_FLOOR, MIOU_GOALS, TASKS,  # noqa: E402
                                   fom_or_none)
 from labkit.grading.student_network import sandbox_lines, sandboxed_network  # noqa: E402
@@ -126,7 +130,8 @@ def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
     with quiet_quantization_warnings():  # reading quantized tensors warns about TypedStorage
         state = read_submission(args.path, allowed_dtypes=QUANTIZED_DTYPES, notes=notes)
-    model, description, int8, kwargs = build_submitted_model(args.task, state)
+    with refuse_student_todos("UNet" if args.task == 1 else "EfficientUNet"):  # the layers are the student's
+        model, description, int8, kwargs = build_submitted_model(args.task, state)
     if kwargs["classes"] != NUM_CLASSES:
         raise SubmissionError(f"the model has {kwargs['classes']} output channels; Cityscapes-8 needs "
                               f"classes={NUM_CLASSES} ({', '.join(CATEGORY_NAMES)})")
@@ -135,10 +140,11 @@ def evaluate_submission(args) -> CheckResult:
         device = "cpu"  # torch.ao INT8 kernels run on the CPU only
         if args.device == "cuda":
             notes.append("INT8 models run on the CPU; --device cuda was ignored")
-    macs = count_macs(model, input_size=COURSE_INPUT)
-    size_kb = model_size_bytes(model) / 1024
-    loader = city_batches(args)
-    scores = evaluate_multiclass_segmentation(model, loader, num_classes=NUM_CLASSES, device=device)
+    with refuse_student_todos("UNet" if args.task == 1 else "EfficientUNet"):  # mIoU: labkit.grading.reference
+        macs = count_macs(model, input_size=COURSE_INPUT)
+        size_kb = model_size_bytes(model) / 1024
+        loader = city_batches(args)
+        scores = evaluate_multiclass_segmentation(model, loader, num_classes=NUM_CLASSES, device=device)
     return grade(args, scores, loader.dataset, description=description, macs=macs, size_kb=size_kb, int8=int8,
                  notes=notes)
 

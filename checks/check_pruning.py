@@ -7,7 +7,8 @@ then a specific hint. ``--data`` (default: ``data/cifar10`` in the repository) m
 ``cifar-10-batches-py`` folder or image folders ``test/<class>/*.png``. The file is read with
 ``weights_only=True, map_location="cpu"`` and loaded strictly into labkit's ResNet-20; accuracy is
 computed on the test set (batch 128, no shuffling, the course's normalisation) and sparsity as zeros /
-total over every Conv2d and Linear weight. Exit codes: 0 passed, 1 below a goal, 2 invalid file,
+total over every Conv2d and Linear weight, both by ``labkit.grading.reference`` (never the
+student's labkit.prune or labkit.evaluate). Exit codes: 0 passed, 1 below a goal, 2 invalid file,
 3 dataset missing.
 """
 from __future__ import annotations
@@ -17,12 +18,11 @@ import sys
 from torch.utils.data import DataLoader
 
 from labkit.data.cifar10 import CIFAR10
-from labkit.evaluate import evaluate_classification
 from labkit.grading.contract import CheckResult, common_parser, dataset_batches, load_submission, run_check
+from labkit.grading.reference import course_sparsity, evaluate_classification
 from labkit.grading.tasks import ACCURACY_GOAL, SPARSITY_GOAL, TASKS
 from labkit.models.resnet20 import resnet20
 from labkit.paths import DATA_DIR
-from labkit.prune import course_sparsity
 
 TASK = "pruning"
 DEFAULT_DATA = DATA_DIR / TASKS[TASK].dataset  # the goals compare with a strict "<", like the course's

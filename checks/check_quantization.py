@@ -9,7 +9,8 @@ The file is the state_dict of :class:`labkit.models.quantized_resnet20.Quantized
 ``output_scale`` / ``output_zero_point``; shortcuts ``layer{2,3}.0.downsample.0.*``), so a file
 this check accepts is one the course's check accepts. It is read with
 ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly, dtypes included, into
-an empty ``QuantizedResNet20()``; no calibration happens here. A file with labkit 0.1's first
+an empty ``QuantizedResNet20()`` (no student TODO in it); no calibration happens here. Accuracy is
+``labkit.grading.reference``'s. A file with labkit 0.1's first
 names (``conv1.weight``, ``input_scale``, ``layer2.0.downsample.weight``) gets a hint listing the
 renames. Goal: test accuracy >= 90.0% (the course's). Exit codes: 0 goal achieved, 1 below it,
 2 invalid file, 3 dataset missing.
@@ -24,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data.cifar10 import CIFAR10  # noqa: E402
-from labkit.evaluate import evaluate_classification  # noqa: E402
 from labkit.grading.contract import CheckResult, common_parser, dataset_batches, load_submission, run_check  # noqa: E402
+from labkit.grading.reference import evaluate_classification  # noqa: E402
 from labkit.grading.limits import COURSE_INT8_DTYPES, FLOAT_DTYPES, QUANTIZED_DTYPES  # noqa: E402
 from labkit.grading.tasks import ACCURACY_GOAL, TASKS  # noqa: E402
 from labkit.models.quantized_resnet20 import QuantizedResNet20, course_names_for_old_keys  # noqa: E402

@@ -12,6 +12,11 @@ The course's tiers: Dice >= 0.90 full marks, >= 0.85 80%, >= 0.80 60%, else 0. E
 model earns credit (Dice >= 0.80), 1 below that, 2 for an invalid file, 3 when the dataset is missing.
 The file is read with ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly into
 the network labkit builds (widths read from the file's weight shapes).
+
+Dice is computed by ``labkit.grading.reference`` (never by ``labkit.metrics.dice_score``, which the
+student edition leaves to the student). The network is labkit's UNet / ResNet34-UNet built from the
+layers of this copy of labkit; while one of them is still a student TODO the check refuses (exit 3)
+and names the function to implement.
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from torch.utils.data import DataLoader  # noqa: E402
 
 from labkit.data import pets  # noqa: E402
-from labkit.evaluate import evaluate_segmentation  # noqa: E402
 from labkit.grading.contract import CheckResult, common_parser, dataset_batches, read_submission, run_check  # noqa: E402
+from labkit.grading.reference import evaluate_segmentation, refuse_student_todos  # noqa: E402
 from labkit.grading.tasks import TASKS, credit_for  # noqa: E402
 from labkit.grading.student_network import sandbox_lines, sandboxed_network  # noqa: E402
 from labkit.io import SubmissionError, load_into  # noqa: E402
@@ -83,9 +88,10 @@ def evaluate_submission(args) -> CheckResult:
     if kwargs.get("classes") != 1:
         raise SubmissionError(f"the model has {kwargs.get('classes')} output channels; the binary task "
                               "uses ONE logit channel (classes=1, logit > 0 is the pet)")
-    model = load_into(build_model(args.model, **kwargs), state)
-    loader = pets_test_batches(args)
-    dice = evaluate_segmentation(model, loader, device=args.device)["dice"]
+    with refuse_student_todos(args.model):  # its layers are the student's; Dice is labkit.grading.reference's
+        model = load_into(build_model(args.model, **kwargs), state)
+        loader = pets_test_batches(args)
+        dice = evaluate_segmentation(model, loader, device=args.device)["dice"]
     return verdict(dice, f"{args.model} {kwargs}", loader.dataset, args, notes)
 
 
