@@ -28,6 +28,14 @@ def _expect(condition: bool, message: str) -> None:
         raise AssertionError(f"FAIL {message}")
 
 
+def _expect_same(out: torch.Tensor, expected: torch.Tensor, *, shape: tuple, name: str, formula: str,
+                 hint: str, tolerance: float = 1e-5) -> None:
+    """``out`` has ``shape`` and equals the reference ``expected`` to within ``tolerance``."""
+    _expect(tuple(out.shape) == shape, f"{name} gave {tuple(out.shape)}, expected {shape}")
+    error = (out - expected).abs().max().item()
+    _expect(error < tolerance, f"{name} differs from {formula} by {error:.2e}: {hint}")
+
+
 def check_double_conv() -> bool:
     """``DoubleConv(3, 64)``: (conv3x3 no bias -> BN -> ReLU) x 2, same H x W, 38,848 parameters."""
     from labkit.models.unet_parts import DoubleConv
@@ -139,11 +147,8 @@ def check_basic_block() -> bool:
     with torch.no_grad():
         out = block(x)
         expected = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))) + block.downsample(x))
-    _expect(tuple(out.shape) == (2, 128, 8, 9), f"BasicBlock(64, 128, stride=2) on (2, 64, 15, 17) gave "
-            f"{tuple(out.shape)}, expected (2, 128, 8, 9)")
-    error = (out - expected).abs().max().item()
-    _expect(error < 1e-5, f"BasicBlock differs from the ResNet formula by {error:.2e}: add the (downsampled) "
-            "input AFTER bn2, then ReLU")
+    _expect_same(out, expected, shape=(2, 128, 8, 9), name="BasicBlock(64, 128, stride=2) on (2, 64, 15, 17)",
+                 formula="the ResNet formula", hint="add the (downsampled) input AFTER bn2, then ReLU")
     return _pass("BasicBlock: (2, 64, 15, 17) -> (2, 128, 8, 9), residual added before the last ReLU")
 
 
@@ -201,11 +206,9 @@ def check_separable_conv() -> bool:
         out = block(x)
         hidden = conv_bn_relu(x, block.depthwise, stride=2, padding=1, groups=16)  # one 3x3 filter per channel
         expected = conv_bn_relu(hidden, block.pointwise)                           # 1x1: mix the channels
-    _expect(tuple(out.shape) == (2, 32, 8, 9), f"DepthwiseSeparableConv(16, 32, stride=2) on (2, 16, 15, 17) gave "
-            f"{tuple(out.shape)}, expected (2, 32, 8, 9)")
-    error = (out - expected).abs().max().item()
-    _expect(error < 1e-5, f"DepthwiseSeparableConv differs from depthwise -> pointwise by {error:.2e}: "
-            "return self.pointwise(self.depthwise(x)) (depthwise first; each is Conv-BN-ReLU already)")
+    _expect_same(out, expected, shape=(2, 32, 8, 9),
+                 name="DepthwiseSeparableConv(16, 32, stride=2) on (2, 16, 15, 17)", formula="depthwise -> pointwise",
+                 hint="return self.pointwise(self.depthwise(x)) (depthwise first; each is Conv-BN-ReLU already)")
     return _pass("DepthwiseSeparableConv: (2, 16, 15, 17) -> (2, 32, 8, 9), depthwise then pointwise, 752 parameters")
 
 
@@ -232,11 +235,10 @@ def check_eca() -> bool:
         pooled = x.mean(dim=(2, 3)).unsqueeze(1)                                          # (N, 1, C)
         gate = torch.sigmoid(F.conv1d(pooled, eca.conv.weight[:, :, :, 0], eca.conv.bias, padding=1))
         expected = x * gate.reshape(2, 64, 1, 1)
-    _expect(tuple(out.shape) == (2, 64, 5, 7), f"ECA(64) on (2, 64, 5, 7) gave {tuple(out.shape)}, expected the same")
-    error = (out - expected).abs().max().item()
-    _expect(error < 1e-5, f"ECA differs from x * sigmoid(conv1d(avgpool(x))) by {error:.2e}: view the pooled "
-            "(N, C, 1, 1) as (N, 1, C, 1) so the (k, 1) kernel slides across the channels, apply self.gate, "
-            "reshape the gate to (N, C, 1, 1)")
+    _expect_same(out, expected, shape=(2, 64, 5, 7), name="ECA(64) on (2, 64, 5, 7)",
+                 formula="x * sigmoid(conv1d(avgpool(x)))",
+                 hint="view the pooled (N, C, 1, 1) as (N, 1, C, 1) so the (k, 1) kernel slides across the channels, "
+                      "apply self.gate, reshape the gate to (N, C, 1, 1)")
     _expect(bool(calls), "ECA multiplied without self.scale: write self.scale.mul(x, gate.expand_as(x)), not "
             "x * gate (an INT8 model needs the FloatFunctional for its multiplication)")
     return _pass("ECA: kernel sizes 3/3/5/5, gate across channels, through self.scale.mul, 4 parameters")
