@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from torch.utils.data import DataLoader
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Decoded-image caches of the test run go to a temporary folder, not the user's ~/.cache/labkit.
+os.environ.setdefault("LABKIT_CACHE_DIR", tempfile.mkdtemp(prefix="labkit-test-cache-"))
 
 from labkit.paths import REPO_ROOT  # noqa: E402  (after the environment variables above)
 

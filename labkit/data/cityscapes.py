@@ -305,7 +305,8 @@ class Cityscapes8(Dataset):
             from ``scale_range``, crop back to ``image_size``). For training only.
         scale_range: (min, max) zoom factors, both >= 1 so the crop never needs padding.
         cache: decode and resize every sample once and read uint8 arrays afterwards (augmentation
-            still runs per item); needs `image_size`. ``cache_dir`` defaults to ``ROOT/.labkit_cache``.
+            still runs per item); needs `image_size`. ``cache_dir`` defaults to the per-user folder
+            of ``labkit.data.cache.default_cache_dir``.
 
     Each item: image float32 (3, H, W) in [0, 1]; label int64 (H, W) in 0..7 (``CATEGORY_NAMES``).
     Attributes: ``split`` (the folder read, e.g. ``"training"``), ``part`` (``"train"``,

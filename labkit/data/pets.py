@@ -155,7 +155,8 @@ class OxfordIIITPet(Dataset):
             geometry and colour only. See `train_transform` and `eval_transform`.
         cache: decode and resize every sample of the split once and read uint8 arrays afterwards
             (augmentations still run per item). Needs `image_size`.
-        cache_dir: where the cache lives (default ``ROOT/.labkit_cache``); giving it turns `cache` on.
+        cache_dir: where the cache lives (default: the per-user folder of
+            ``labkit.data.cache.default_cache_dir``, never inside ROOT); giving it turns `cache` on.
 
     Each item: image float32 (3, H, W), ALWAYS ImageNet-normalised as the last step (so every
     pipeline, train or eval, sees the same input statistics); mask float32 (1, H, W) in {0, 1}:
