@@ -95,7 +95,7 @@ def gradual_prune(model: nn.Module, train_loader, valid_loader=None, *, final_sp
     if not 0 < prune_fraction <= 1:
         raise ValueError(f"prune_fraction is the part of the steps that prunes, in (0, 1]; got {prune_fraction}")
     device = torch.device(device)
-    # channels_last: on a CPU about 1.2x faster per step for this network (benchmarks/bench_finetune_step.py)
+    # channels_last: NCHW ran at 0.74x of it on a 2-core CPU (benchmarks/bench_finetune_step.py)
     layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device)
 
