@@ -16,6 +16,9 @@ os.environ.setdefault("LABKIT_CACHE_DIR", tempfile.mkdtemp(prefix="labkit-test-c
 
 from labkit.paths import REPO_ROOT  # noqa: E402  (after the environment variables above)
 
+# Student network.py files (hostile ones included) are data for the sandbox tests: never import them here.
+collect_ignore = ["hostile", "students"]
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
