@@ -391,6 +391,8 @@ class SandboxedModel:
         args = ["bwrap", *_namespace_flags(), "--ro-bind", "/usr", "/usr", *_usr_links()]
         for path in SANDBOX_ROOT_FILES:
             args += ["--ro-bind-try", path, path]
+        # The private /tmp first: binds below come on top of it, so a kit or venv under /tmp stays visible.
+        args += ["--size", str(self.config.scratch_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
         binds = _python_paths()
         # Folders above the binds, made traversable (bwrap would create them 0700 for root only).
         for parent in sorted({str(p) for b in binds for p in Path(b).parents if str(p) != "/"}, key=len):
@@ -399,7 +401,6 @@ class SandboxedModel:
             args += ["--ro-bind", path, path]
         args += ["--ro-bind", str(submission), "/submission",
                  "--size", str(self.config.scratch_bytes), "--perms", "1777", "--tmpfs", "/scratch",
-                 "--size", str(self.config.scratch_bytes), "--perms", "1777", "--tmpfs", "/tmp",
                  "--proc", "/proc", "--dev", "/dev", "--chdir", "/submission"]
         for path in self.config.hide:
             path = os.path.realpath(path)
