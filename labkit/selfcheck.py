@@ -117,17 +117,30 @@ def check_affine_qparams() -> bool:
     return _pass("affine_qparams: [-1, 3] -> scale 4/255, zero point 64; [0.5, 2] includes 0")
 
 
+def random_conv_bn(in_channels: int, out_channels: int, *, stride: int = 1,
+                   bias: bool = False) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    """A 3x3 conv (padding 1) and a BatchNorm in eval mode with trained-looking statistics.
+
+    Example:
+        >>> conv, bn = random_conv_bn(4, 6)
+        >>> conv.weight.shape, bn.training
+        (torch.Size([6, 4, 3, 3]), False)
+    """
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, stride=stride, bias=bias)
+    bn = nn.BatchNorm2d(out_channels)
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    nn.init.uniform_(bn.weight, 0.5, 1.5)
+    nn.init.uniform_(bn.bias, -0.5, 0.5)
+    return conv, bn.eval()
+
+
 def check_fuse_conv_bn(*, tolerance: float = 1e-5) -> bool:
     """A fused conv equals conv -> BN (eval) to within ``tolerance`` on random input."""
     from labkit.quant.manual import fuse_conv_bn
 
     torch.manual_seed(0)
-    conv, bn = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-    bn.running_mean.uniform_(-1, 1)
-    bn.running_var.uniform_(0.5, 2)
-    nn.init.uniform_(bn.weight, 0.5, 1.5)
-    nn.init.uniform_(bn.bias, -0.5, 0.5)
-    bn.eval()
+    conv, bn = random_conv_bn(4, 6)
     x = torch.randn(2, 4, 7, 7)
     weight, bias = fuse_conv_bn(conv, bn)
     with torch.no_grad():

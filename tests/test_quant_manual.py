@@ -14,6 +14,7 @@ from labkit.models.quantized_resnet20 import (QuantizedActivation, QuantizedAvgP
 from labkit.models.resnet20 import resnet20
 from labkit.quant.manual import (MinMaxObserver, PerChannelMinMaxObserver, affine_qparams, calibrate,
                                  dequantize, fuse_conv_bn, quantize, quantize_resnet20, quantize_weight)
+from labkit.selfcheck import random_conv_bn
 from tests.helpers import old_labkit_names
 
 RANDOM_RANGES = [(-3.0, 5.0), (0.5, 4.0), (-7.0, -0.25), (-1e-3, 2e-3)]
@@ -92,13 +93,7 @@ def test_per_channel_weight_quantization_error_is_at_most_half_its_channel_scale
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_conv_equals_conv_then_batchnorm_in_eval(bias):
     torch.manual_seed(0)
-    conv = nn.Conv2d(6, 10, 3, padding=1, stride=2, bias=bias)
-    bn = nn.BatchNorm2d(10)
-    bn.running_mean.uniform_(-1, 1)
-    bn.running_var.uniform_(0.2, 3)
-    nn.init.uniform_(bn.weight, 0.5, 2)
-    nn.init.uniform_(bn.bias, -1, 1)
-    bn.eval()
+    conv, bn = random_conv_bn(6, 10, stride=2, bias=bias)
     x = torch.randn(3, 6, 16, 16)
     weight, fused_bias = fuse_conv_bn(conv, bn)
     with torch.no_grad():
