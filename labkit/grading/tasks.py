@@ -13,9 +13,14 @@ quantization        ``quantization.pt``                      accuracy >= 90.0 %
 efficient           ``model_task1.pth``, ``model_task2.pth``  Task 1 mIoU >= 0.72, Task 2 >= 0.66
 ==================  =======================================  ======================================
 
+How the course ranks the qualifiers (``Task.ranking``; segmentation is not ranked): pruning by sparsity,
+quantization by INT8 accuracy (higher first), Lab 05 Task 2 by FoM (lower first).
+
 Example:
     >>> TASKS["pruning"].script, TASKS["pruning"].dataset
     ('check_pruning.py', 'cifar10')
+    >>> TASKS["efficient"].ranking.metric, TASKS["efficient"].ranking.higher_is_better
+    ('fom', False)
     >>> credit_for(0.87)
     (0.8, '80% of the marks')
     >>> describe_fom({"task2_macs": 1953431552, "task2_size_kb": 1522.402, "task2_int8_test_miou": 0.678319})
@@ -37,8 +42,8 @@ COURSE_INPUT = (1, 3, 256, 512)  # the course counts MACs (thop's "flops") on th
 COURSE_IMAGE_SIZE = COURSE_INPUT[2:]  # (H, W) the course evaluates Cityscapes at
 FOM_MIOU_FLOOR = 0.65  # Task 2: FoM = MACs^2 * size_kb^2 / (mIoU - 0.65)
 __all__ = ["ACCURACY_GOAL", "SPARSITY_GOAL", "DICE_TIERS", "DICE_GOAL", "MIOU_GOALS", "COURSE_INPUT",
-           "COURSE_IMAGE_SIZE", "FOM_MIOU_FLOOR", "fom", "fom_or_none", "credit_for", "Task", "TASKS", "Measure", "Goal",
-           "LabTarget", "COURSE_TARGETS", "describe_fom", "format_value"]
+           "COURSE_IMAGE_SIZE", "FOM_MIOU_FLOOR", "fom", "fom_or_none", "credit_for", "Ranking", "Task", "TASKS",
+           "Measure", "Goal", "LabTarget", "COURSE_TARGETS", "describe_fom", "format_value"]
 
 
 def fom(macs: float, size_kb: float, miou: float) -> float:
@@ -86,18 +91,32 @@ def credit_for(dice: float) -> tuple[float, str]:
 # ----------------------------------------------------------------------------- graded artifacts
 
 @dataclass(frozen=True)
+class Ranking:
+    """How the course ranks a task's qualifiers: by one metric of the check's verdict, in one direction."""
+    metric: str               # the key in the check's ``--json`` metrics
+    label: str                # how a table or a plot names it
+    higher_is_better: bool
+    note: str = ""            # which submissions the course ranks, when not all of them
+
+
+@dataclass(frozen=True)
 class Task:
-    """A graded task: its check script, how a submission's file name ends, and its dataset folder."""
+    """A graded task: its check script, how a submission's file name ends, its dataset folder, its ranking."""
     script: str
     artifact_suffixes: tuple[str, ...]  # how a submission's file name ends, after the student id
     dataset: str                        # the folder under data/ the check reads by default
+    ranking: Ranking | None = None      # None: the course does not rank this task
 
 
 TASKS = {
     "segmentation": Task("check_segmentation.py", ("unet.pth", "resnet34_unet.pth"), "oxford-iiit-pet"),
-    "pruning": Task("check_pruning.py", ("pruning.pt", "pruning.pth"), "cifar10"),
-    "quantization": Task("check_quantization.py", ("quantization.pt", "quantization.pth"), "cifar10"),
-    "efficient": Task("check_efficient.py", ("model_task1.pth", "model_task2.pth"), "cityscapes"),
+    "pruning": Task("check_pruning.py", ("pruning.pt", "pruning.pth"), "cifar10",
+                    Ranking("sparsity", "sparsity (%)", higher_is_better=True)),
+    "quantization": Task("check_quantization.py", ("quantization.pt", "quantization.pth"), "cifar10",
+                         Ranking("accuracy", "INT8 test accuracy (%)", higher_is_better=True)),
+    "efficient": Task("check_efficient.py", ("model_task1.pth", "model_task2.pth"), "cityscapes",
+                      Ranking("fom", "FoM", higher_is_better=False,
+                              note="the course ranks Task 2 (model_task2.pth) only; Task 1 is graded, not ranked")),
 }
 
 
