@@ -1,6 +1,7 @@
 """Grade a folder of submissions: one check process per file, in parallel, with a timeout.
 
     python -m labkit grade DIR --task pruning --data data/cifar10 --jobs 2 --timeout 600 --out grades.csv
+    python -m labkit grade DIR --task pruning --data data/cifar10 --html ranking.html   # + the ranking page
 
 Each submission runs ``checks/check_<task>.py --path FILE --json`` in its own process (its own
 session, so a hang is killed with everything it started), so a crash, a hang or a hostile file in one
@@ -18,6 +19,10 @@ through the sandbox (``--network``). Each check runs under a memory cap (``--mem
 escaped against formula injection and capped in length. The exit code is 1 when any submission could
 not be graded (skipped, timed out, crashed, or a problem of the grading machine), else 0; the last
 line counts each outcome.
+
+``--html PATH`` (default off) also writes one static, self-contained HTML page
+(:mod:`labkit.grading.ranking_page`): the course's ranking among qualifiers, a plot, and every
+submission's verdict and message.
 """
 from __future__ import annotations
 
@@ -229,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
                         help="address-space cap of each check process, e.g. 6G")
     parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV path (JSON beside it)")
+    parser.add_argument("--html", type=Path, default=None,
+                        help="also write a static ranking page here, e.g. ranking.html (default: none)")
     parser.add_argument("--checks-dir", type=Path, default=CHECKS_DIR, help=argparse.SUPPRESS)
     return parser
 
@@ -251,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     json_path = write_results(rows, args.out)
     print(f"wrote {args.out} and {json_path}")
+    if args.html is not None:
+        from labkit.grading.ranking_page import write_ranking_page  # it imports this module
+        print(f"wrote {write_ranking_page(rows, args.task, args.html, source=str(args.folder))}")
     print(summary(rows))
     failed = [row for row in rows if not_graded(row)]
     for row in failed:
