@@ -266,6 +266,44 @@ def latency(
     }
 
 
+def compare_latency(models: dict[str, nn.Module], *, input_shape: tuple[int, ...] = (1, 3, 32, 32),
+                    batch_sizes: tuple[int, ...] = (1, 128), rounds: int = 5, repeats: int = 20,
+                    warmup: int = 5) -> list[dict]:
+    """Median CPU latency of several models, measured side by side, so a busy machine hits them alike.
+
+    Each round times every model once per batch size (:func:`latency`, ``repeats`` calls after
+    ``warmup``), in turn; a model's number is the lowest of its round medians, the least disturbed
+    one. ``input_shape`` is one item's ``(1, C, H, W)``; batches repeat it ``batch_sizes`` times.
+
+    Returns one row per model: ``model``, ``latency_b{N}_ms`` per batch size, ``speedup_b{N}`` against
+    the first model, ``threads``.
+
+    Example:
+        >>> rows = compare_latency({"wide": nn.Conv2d(3, 64, 3), "thin": nn.Conv2d(3, 8, 3)},
+        ...                        batch_sizes=(4,), rounds=1, repeats=2, warmup=1)
+        >>> [row["model"] for row in rows], rows[0]["speedup_b4"]
+        (['wide', 'thin'], 1.0)
+    """
+    if not models:
+        raise ValueError("compare_latency needs at least one model")
+    inputs = {size: torch.randn(size, *input_shape[1:]) for size in batch_sizes}
+    times = {name: {size: [] for size in batch_sizes} for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            for size, batch in inputs.items():
+                times[name][size].append(latency(model, batch, warmup=warmup, repeats=repeats)["median_ms"])
+    first = next(iter(models))
+    rows = []
+    for name in models:
+        row = {"model": name}
+        for size in batch_sizes:
+            row[f"latency_b{size}_ms"] = min(times[name][size])
+        for size in batch_sizes:
+            row[f"speedup_b{size}"] = min(times[first][size]) / row[f"latency_b{size}_ms"]
+        row["threads"] = torch.get_num_threads()
+        rows.append(row)
+    return rows
+
 # ----------------------------------------------------------------------------- memory and MACs without computing
 
 def macs_on_meta(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 256, 256)) -> int:

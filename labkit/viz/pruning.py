@@ -68,3 +68,30 @@ def plot_gradual(history: Sequence[dict], *, accuracy_floor: float | None = None
     sparsity_axis.set_ylim(0, 100)
     ax.set_title("Gradual pruning: sparsity and accuracy")
     return ax
+
+
+def plot_cost_vs_accuracy(rows: Sequence[dict], *, costs: Sequence[str] = ("macs", "latency_b128_ms"),
+                          labels: dict[str, str] | None = None, axes=None):
+    """Accuracy against each cost (one panel per cost), one labelled point per model.
+
+    ``rows`` have ``model``, ``accuracy`` and the ``costs`` columns (e.g. from
+    ``labkit.profile.compare_latency`` merged with MACs and accuracy): unstructured zeros move a
+    model left on no axis of real cost, channel pruning moves it left on all of them.
+    """
+    labels = {"macs": "MACs per image (millions)", "latency_b1_ms": "latency, batch 1 (ms)",
+              "latency_b128_ms": "latency, batch 128 (ms)", **(labels or {})}
+    if axes is None:
+        _, axes = plt.subplots(1, len(costs), figsize=(5 * len(costs), 3.8))
+    axes = [axes] if len(costs) == 1 else list(axes)
+    for ax, cost in zip(axes, costs):
+        scale = 1e-6 if cost == "macs" else 1.0
+        for row in rows:
+            ax.plot(row[cost] * scale, row["accuracy"], "o", markersize=8)
+            ax.annotate(row["model"], (row[cost] * scale, row["accuracy"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8)
+        ax.set_xlabel(labels.get(cost, cost))
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Accuracy against cost: lower left is cheaper, higher is better")
+    return axes

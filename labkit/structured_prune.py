@@ -1,0 +1,178 @@
+"""Structured (channel) pruning: remove whole filters, so the network really gets smaller and faster.
+
+Unstructured pruning (:mod:`labkit.prune`) sets single weights to zero. The tensors keep their
+shapes, and a dense convolution kernel multiplies the zeros like any other number: 90% zeros cost
+the same time as none (only sparse kernels, which pay off at far higher sparsity or on special
+hardware, could skip them). *Channel* pruning removes whole output channels of a convolution
+instead, so every tensor after it shrinks: the BatchNorm's entries, the next convolution's input
+channels and — in a ResNet — every layer that adds into the same residual stream. Those coupled
+layers form a *group* that must lose the same channels. Working the groups out by hand is error
+prone; Torch-Pruning (``torch-pruning`` on PyPI; Fang et al., "DepGraph", CVPR 2023) traces the model
+once with an example input, builds the dependency graph and removes each group's channels together.
+
+The recipe here mirrors :func:`labkit.gradual_prune.gradual_prune`: remove channels in a few steps
+during the first ``prune_fraction`` of training (each step ranks the channels of a group by the L2
+norm of their weights and drops the weakest), then fine-tune the thinner network while the learning
+rate decays, with distillation from the dense model as the teacher.
+
+Example:
+    >>> from labkit.models.resnet20 import resnet20
+    >>> model = resnet20()
+    >>> channel_prune(model, ratio=0.5)
+    >>> channel_widths(model)["layer1.0.conv1"], channel_widths(model)["layer3.2.conv2"]
+    (8, 32)
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labkit.evaluate import evaluate_classification
+from labkit.gradual_prune import distillation_loss
+from labkit.profile import count_macs
+
+# The CPU recipe of notebook 03's structured section (benchmarks/bench_structured_prune.py).
+CPU_STRUCTURED_RECIPE = {"ratio": 0.4, "epochs": 8, "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02,
+                         "distill_alpha": 0.7, "temperature": 4.0}
+
+
+def _torch_pruning():
+    """Import Torch-Pruning, with a message that says how to get it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its import warns about optional extras it does not need here
+            import torch_pruning
+    except ImportError as error:  # pragma: no cover - it is a dependency of labkit
+        raise ImportError("structured pruning needs Torch-Pruning: pip install torch-pruning") from error
+    return torch_pruning
+
+
+def channel_pruner(model: nn.Module, *, ratio: float, steps: int = 1, example_input: torch.Tensor | None = None,
+                   keep: tuple[str, ...] = ("fc",)):
+    """A Torch-Pruning pruner that removes ``ratio`` of each group's channels in ``steps`` calls of ``.step()``.
+
+    ``example_input`` (default one CIFAR image ``(1, 3, 32, 32)`` on the model's device) is traced once
+    to find the coupled layers; modules named in ``keep`` keep their output channels (the classifier's
+    10 outputs are the classes).
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio is the fraction of channels to remove, in (0, 1), e.g. 0.4; got {ratio}")
+    tp = _torch_pruning()
+    if example_input is None:
+        example_input = torch.randn(1, 3, 32, 32, device=next(model.parameters()).device)
+    kept = [module for name, module in model.named_modules() if name in keep]
+    return tp.pruner.MetaPruner(model, example_input, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                pruning_ratio=ratio, iterative_steps=steps, ignored_layers=kept)
+
+
+def channel_prune(model: nn.Module, *, ratio: float, **options) -> None:
+    """Remove ``ratio`` of the channels of every prunable group of ``model`` at once (in place)."""
+    pruner = channel_pruner(model, ratio=ratio, **options)  # traces with autograd on
+    with torch.no_grad():
+        pruner.step()
+
+
+def channel_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every Conv2d, by module name (e.g. ``{"conv1": 16, "layer1.0.conv1": 16, ...}``)."""
+    return {name: module.out_channels for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
+
+
+def _cosine(step: int, total: int, lr: float) -> float:
+    return 0.5 * lr * (1 + math.cos(math.pi * step / total))
+
+
+def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, *, ratio: float = 0.4,
+                             epochs: float = 8, prune_fraction: float = 0.25, prune_steps: int = 4,
+                             lr: float = 0.02, momentum: float = 0.9, weight_decay: float = 5e-4,
+                             distill_alpha: float = 0.7, temperature: float = 4.0, evaluations: int = 4,
+                             device: str | torch.device = "cpu", log=print) -> list[dict]:
+    """Remove ``ratio`` of the channels of ``model`` in ``prune_steps`` steps while fine-tuning it (in place).
+
+    The steps are spread evenly over the first ``prune_fraction`` of the ``epochs * len(train_loader)``
+    SGD steps (the first at step 0); the learning rate follows one cosine from ``lr`` to 0. After each
+    pruning step the parameters are new tensors, so the optimizer starts again (momentum is lost, the
+    learning rate continues). With ``distill_alpha > 0`` a frozen copy of the dense model is the teacher.
+
+    Args:
+        train_loader: batches ``(images (N, 3, 32, 32), labels (N,))``, shuffled and augmented.
+        valid_loader: if given, evaluated ``evaluations`` times, evenly spread (the last at the end);
+            nothing is chosen on it.
+
+    Returns one row per evaluation: ``epoch``, ``step``, ``macs`` (per 32x32 image), ``loss``
+    (training, mean since the previous row), ``accuracy`` (validation, % or None), ``seconds``.
+    """
+    if not 0 < prune_fraction <= 1:
+        raise ValueError(f"prune_fraction is the part of the steps that prunes, in (0, 1]; got {prune_fraction}")
+    if prune_steps < 1:
+        raise ValueError(f"prune_steps must be >= 1, got {prune_steps}")
+    device = torch.device(device)
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(device)
+    teacher = None
+    if distill_alpha > 0:
+        teacher = copy.deepcopy(model).to(memory_format=layout).eval()
+        teacher.requires_grad_(False)
+    example = torch.randn(1, 3, 32, 32, device=device)
+    model.eval()
+    pruner = channel_pruner(model, ratio=ratio, steps=prune_steps, example_input=example)
+    total_steps = max(1, round(epochs * len(train_loader)))
+    last_prune_step = max(0, round(prune_fraction * total_steps) - 1)
+    prune_at = {round(last_prune_step * index / max(prune_steps - 1, 1)) for index in range(prune_steps)}
+    if len(prune_at) < prune_steps:
+        raise ValueError(f"{prune_steps} pruning steps do not fit in {last_prune_step + 1} SGD steps: "
+                         "train longer or prune in fewer steps")
+    evaluate_at = {math.ceil(total_steps * (index + 1) / evaluations) for index in range(evaluations)} \
+        if valid_loader is not None and evaluations > 0 else {total_steps}
+
+    def new_optimizer():
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    history, started, step, loss_sum, loss_count = [], time.perf_counter(), 0, 0.0, 0
+    optimizer = new_optimizer()
+    while step < total_steps:
+        for images, labels in train_loader:
+            if step in prune_at:
+                model.to(memory_format=torch.contiguous_format).eval()
+                with torch.no_grad():
+                    pruner.step()
+                model.to(memory_format=layout)
+                optimizer = new_optimizer()
+            model.train()
+            for group in optimizer.param_groups:
+                group["lr"] = _cosine(step, total_steps, lr)
+            images = images.to(device).contiguous(memory_format=layout)
+            labels = labels.to(device)
+            logits = model(images)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(images)
+                loss = distillation_loss(logits, teacher_logits, labels, alpha=distill_alpha, temperature=temperature)
+            else:
+                loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+            if step in evaluate_at:
+                accuracy = evaluate_classification(model, valid_loader, device=device)["accuracy"] \
+                    if valid_loader is not None else None
+                row = {"epoch": step / len(train_loader), "step": step,
+                       "macs": count_macs(model, input_size=(1, 3, 32, 32)), "loss": loss_sum / loss_count,
+                       "accuracy": accuracy, "seconds": time.perf_counter() - started}
+                history.append(row)
+                loss_sum, loss_count = 0.0, 0
+                if log:
+                    shown = f"validation accuracy {accuracy:.2f}%, " if accuracy is not None else ""
+                    log(f"epoch {row['epoch']:.1f}: {row['macs'] / 1e6:.1f} M MACs, {shown}"
+                        f"training loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
+            if step == total_steps:
+                break
+    model.to(memory_format=torch.contiguous_format).eval()
+    return history

@@ -1,0 +1,75 @@
+"""Channel pruning: whole channels leave every coupled layer, the network really shrinks and still trains."""
+import copy
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from labkit.models.resnet20 import resnet20
+from labkit.profile import compare_latency, count_macs
+from labkit.structured_prune import channel_prune, channel_widths, prune_channels_gradually
+
+
+def _tiny_loader(count=48):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(count, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (count,), generator=generator)
+    return DataLoader(TensorDataset(images, labels), batch_size=16, shuffle=True)
+
+
+def test_channel_prune_shrinks_every_stage_keeps_the_classes_and_the_residual_shapes():
+    model = resnet20().eval()
+    dense_macs = count_macs(model, input_size=(1, 3, 32, 32))
+    channel_prune(model, ratio=0.5)
+    widths = channel_widths(model)
+    assert widths["conv1"] == 8 and widths["layer1.2.conv2"] == 8  # the residual stream of stage 1, coupled
+    assert widths["layer2.0.conv1"] == 16 and widths["layer3.2.conv2"] == 32
+    assert model.fc.out_features == 10 and model.fc.in_features == 32
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert count_macs(model, input_size=(1, 3, 32, 32)) < 0.3 * dense_macs  # about a quarter: channels squared
+
+
+def test_channel_prune_keeps_the_strongest_channels_by_weight_norm():
+    torch.manual_seed(0)
+    model = resnet20().eval()
+    strong = [1, 2, 5, 7, 8, 11, 12, 14]
+    with torch.no_grad():  # make 8 of the 16 channels of stage 1's residual stream the strongest by far
+        for name, module in model.named_modules():
+            if name == "conv1" or (name.startswith("layer1") and name.endswith("conv2")):
+                module.weight[strong] *= 100
+    strong_filters = model.conv1.weight[strong].clone()
+    channel_prune(model, ratio=0.5)
+    assert torch.equal(model.conv1.weight, strong_filters)  # exactly the strong ones, in their order
+
+
+def test_gradual_channel_pruning_trains_the_thinner_network():
+    torch.manual_seed(0)
+    start = resnet20()
+    untrained = copy.deepcopy(start).eval()
+    channel_prune(untrained, ratio=0.25)
+    model = copy.deepcopy(start)
+    history = prune_channels_gradually(model, _tiny_loader(), _tiny_loader(16), ratio=0.25, epochs=2,
+                                       prune_fraction=0.5, prune_steps=1, lr=0.05, evaluations=2, log=None)
+    assert channel_widths(model) == channel_widths(untrained)
+    assert [row["epoch"] for row in history] == [1.0, 2.0] and history[-1]["macs"] == count_macs(
+        untrained, input_size=(1, 3, 32, 32))
+    # one pruning step at step 0 keeps the same channels as channel_prune; the optimizer must follow the
+    # new, thinner parameters (pruning replaces them), so the weights moved from there
+    assert not torch.allclose(model.layer3[2].conv2.weight, untrained.layer3[2].conv2.weight)
+    assert not model.training
+
+
+def test_gradual_channel_pruning_refuses_more_pruning_steps_than_sgd_steps():
+    with pytest.raises(ValueError, match="pruning steps do not fit"):
+        prune_channels_gradually(resnet20(), _tiny_loader(), ratio=0.25, epochs=1, prune_fraction=0.5,
+                                 prune_steps=5, log=None)
+    with pytest.raises(ValueError, match="fraction of channels"):
+        channel_prune(resnet20(), ratio=1.0)
+
+
+def test_compare_latency_gives_one_row_per_model_in_order_with_the_first_as_reference():
+    models = {"wide": torch.nn.Conv2d(3, 32, 3), "thin": torch.nn.Conv2d(3, 4, 3)}
+    rows = compare_latency(models, batch_sizes=(1, 8), rounds=2, repeats=2, warmup=1)
+    assert [row["model"] for row in rows] == ["wide", "thin"]
+    assert rows[0]["speedup_b1"] == 1.0 and rows[0]["speedup_b8"] == 1.0
+    assert rows[1]["speedup_b8"] == pytest.approx(rows[0]["latency_b8_ms"] / rows[1]["latency_b8_ms"])
