@@ -1,6 +1,7 @@
-"""Post-training quantization by hand: observers, scale and zero point, Conv-BN fusion, calibration.
+"""Post-training quantization by hand: scale and zero point, Conv-BN fusion, calibration, sensitivity.
 
-No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` / ``torch.max``
+The observers that choose each activation's range (min/max, the lab's default; percentile, MSE,
+moving average) live in :mod:`labkit.quant.calibration`. No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` / ``torch.max``
 are. The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`, whose
 state_dict has the course's names (``quant.output_scale``, ``conv1.weight_int8``,
 ``layer2.0.downsample.0.*``, ...), so its file is what the course's check loads.
@@ -36,50 +37,14 @@ from torch import nn
 from labkit.models.quantized_resnet20 import (ACTIVATION_MAX, ACTIVATION_MIN, WEIGHT_MAX, WEIGHT_MIN,
                                               QuantizedConv2d, QuantizedResNet20)
 from labkit.models.resnet20 import CifarResNet
+# The observers (how a range is chosen: min/max, percentile, MSE, moving average) live in calibration.py.
+from labkit.quant.calibration import MinMaxObserver, Observer, PerChannelMinMaxObserver, make_observer
+
+__all__ = ["MinMaxObserver", "PerChannelMinMaxObserver", "affine_qparams", "quantize", "dequantize",
+           "quantize_weight", "fuse_conv_bn", "calibrate", "quantize_resnet20", "layer_sensitivity"]
 
 # The smallest scale allowed: a constant tensor (max == min == 0) must not divide by zero.
 EPS = torch.finfo(torch.float32).eps
-
-
-# ----------------------------------------------------------------------------- observers
-class MinMaxObserver:
-    """Running minimum and maximum of every tensor it is called on (one pair per tensor).
-
-    Example:
-        >>> observer = MinMaxObserver()
-        >>> observer(torch.tensor([-1.0, 2.0])); observer(torch.tensor([3.0]))
-        >>> observer.min_val.item(), observer.max_val.item()
-        (-1.0, 3.0)
-    """
-
-    def __init__(self):
-        self.min_val = self.max_val = None
-
-    def reduce(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.min(x), torch.max(x)
-
-    def __call__(self, x: torch.Tensor) -> None:
-        low, high = (t.cpu() for t in self.reduce(x.detach().float()))  # a few numbers: keep them on the CPU
-        if self.min_val is not None:
-            low, high = torch.min(low, self.min_val), torch.max(high, self.max_val)
-        self.min_val, self.max_val = low, high
-
-    def qparams(self, quant_min: int = ACTIVATION_MIN, quant_max: int = ACTIVATION_MAX):
-        if self.min_val is None:
-            raise RuntimeError("the observer has seen no data; run calibration images through the model")
-        return affine_qparams(self.min_val, self.max_val, quant_min=quant_min, quant_max=quant_max)
-
-
-class PerChannelMinMaxObserver(MinMaxObserver):
-    """Minimum and maximum per channel along ``channel_axis`` (output channels of a weight: 0)."""
-
-    def __init__(self, channel_axis: int = 0):
-        super().__init__()
-        self.channel_axis = channel_axis
-
-    def reduce(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = x.transpose(0, self.channel_axis).flatten(1)  # (channels, everything else)
-        return torch.min(rows, dim=1).values, torch.max(rows, dim=1).values
 
 
 # ----------------------------------------------------------------------------- scale and zero point
@@ -159,23 +124,38 @@ def _conv_bn_pairs(model: CifarResNet) -> dict[str, tuple[nn.Conv2d, nn.BatchNor
     return pairs
 
 
+def observer_factory(method="minmax"):
+    """A function that makes a fresh activation observer: ``method`` is a name or such a function.
+
+    Names are those of :func:`labkit.quant.calibration.make_observer` (``"minmax"``,
+    ``"percentile99.9"``, ``"mse"``, ...); a wrong name fails here, before any image is run.
+    """
+    if callable(method):
+        return method
+    make_observer(method)  # fail now on an unknown name, not after the calibration pass
+    return lambda: make_observer(method)
+
+
 @torch.no_grad()
-def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None,
-              device="cpu") -> dict[str, MinMaxObserver]:
+def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None, device="cpu",
+              method="minmax") -> dict[str, Observer]:
     """Run calibration images through the float ResNet-20 and observe every activation's range.
 
     Returns one observer per module of :class:`QuantizedResNet20` with output qparams, under
     its name: ``"quant"`` (the input images), ``"conv1"``, ``"layer1.0.conv1"``, ...,
     ``"layer2.0.downsample.0"``, ``"layer1.0.add"``. Outputs followed by a ReLU are observed
     after it (their range starts at 0; for an ``add`` that is the block's output, so its
-    zero point is 0). ``loader`` yields ``(images (N, 3, 32, 32), labels)``.
+    zero point is 0). ``loader`` yields ``(images (N, 3, 32, 32), labels)``. ``method`` chooses
+    how each range is read from the observed values (see :mod:`labkit.quant.calibration`;
+    default ``"minmax"``), or is a function returning a fresh observer.
     """
+    new_observer = observer_factory(method)
     model = model.eval().to(device)
-    observers = {"quant": MinMaxObserver()}
+    observers = {"quant": new_observer()}
     handles = [model.conv1.register_forward_pre_hook(lambda module, args: observers["quant"](args[0]))]
 
     def observe(name: str, relu: bool):
-        observers[name] = MinMaxObserver()
+        observers[name] = new_observer()
         return lambda module, args, output: observers[name](torch.relu(output) if relu else output)
 
     for name, (conv, bn, relu) in _conv_bn_pairs(model).items():
@@ -197,15 +177,19 @@ def calibrate(model: CifarResNet, loader, *, num_batches: int | None = None,
 
 
 def quantize_resnet20(float_model: CifarResNet, calibration_loader, *, num_batches: int | None = None,
-                      device="cpu") -> QuantizedResNet20:
+                      device="cpu", method="minmax") -> QuantizedResNet20:
     """Hand-made PTQ: calibrate, fuse Conv-BN, quantize weights, fill a :class:`QuantizedResNet20`.
 
     The float model is not changed. ``calibration_loader`` should hold training images only;
     ``num_batches`` limits how many of its batches are used, ``device`` is where calibration runs.
+    ``method`` chooses the activation ranges: ``"minmax"`` (the lab's, the default),
+    ``"moving_average"``, ``"percentile99.9"``, ``"percentile99.99"``, ``"mse"``
+    (:mod:`labkit.quant.calibration`); weights always use per-channel min/max.
     The result is on the CPU (move it with ``.to(device)``).
     """
     float_model = copy.deepcopy(float_model).eval()
-    observers = calibrate(float_model, calibration_loader, num_batches=num_batches, device=device)
+    observers = calibrate(float_model, calibration_loader, num_batches=num_batches, device=device,
+                          method=method)
     float_model.cpu()
     quantized = QuantizedResNet20(num_classes=float_model.fc.out_features)
     layers = dict(quantized.named_modules())
@@ -219,3 +203,91 @@ def quantize_resnet20(float_model: CifarResNet, calibration_loader, *, num_batch
     quantized.fc.set_weight(*quantize_weight(float_model.fc.weight.detach()))
     quantized.fc.set_bias(float_model.fc.bias.detach().float())
     return quantized.eval()
+
+
+# ----------------------------------------------------------------------------- per-layer sensitivity
+@torch.no_grad()
+def _predictions(model: nn.Module, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(predicted classes, labels)`` of every image of ``loader``, on the CPU."""
+    predicted, labels = [], []
+    for images, targets in loader:
+        predicted.append(model(images.to(device)).argmax(dim=1).cpu())
+        labels.append(targets)
+    if not predicted:
+        raise ValueError("the evaluation loader is empty; check the dataset root and split")
+    return torch.cat(predicted), torch.cat(labels)
+
+
+@torch.no_grad()
+def layer_sensitivity(float_model: nn.Module, calibration_loader, eval_loader, *, method="minmax",
+                      layers: list[str] | None = None, device="cpu") -> list[dict]:
+    """The accuracy each layer costs when it alone is INT8 and every other layer stays FP32.
+
+    One layer at a time (every ``nn.Conv2d`` and ``nn.Linear``, or the names in ``layers``): its
+    weight is quantized to int8 per output channel and dequantized (:func:`quantize_weight`), and
+    its input is quantized to uint8 per tensor with the range the calibration images gave
+    (``method``, as in :func:`quantize_resnet20`) and dequantized before the layer computes in
+    float. The rest of the model computes in float32, so the change on ``eval_loader`` (a
+    validation split) is that one layer's. The conv is quantized before its BatchNorm is folded
+    in: BN multiplies each output channel by one factor and per-channel quantization scales with
+    it, so this is the fused conv's weight error up to float rounding. The float model is not
+    changed; one calibration pass observes every layer's input.
+
+    Returns one row per layer in model order, after a first row ``"none (FP32)"``:
+    ``{"layer", "accuracy" (%), "change" (accuracy - FP32's, points; negative is a cost),
+    "flipped" (% of images whose predicted class differs from FP32's)}``. ``flipped`` sees
+    what accuracy hides when gains and losses cancel, or when one image is 0.02 points.
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> tiny = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+        >>> data = DataLoader(TensorDataset(torch.randn(16, 3, 8, 8), torch.randint(0, 2, (16,))), batch_size=8)
+        >>> [row["layer"] for row in layer_sensitivity(tiny, data, data)]
+        ['none (FP32)', '0', '3']
+    """
+    new_observer = observer_factory(method)
+    model = copy.deepcopy(float_model).eval().to(device)
+    modules = dict(model.named_modules())
+    quantizable = [name for name, module in modules.items() if isinstance(module, (nn.Conv2d, nn.Linear))]
+    layers = quantizable if layers is None else list(layers)
+    unknown = [name for name in layers if name not in quantizable]
+    if unknown or not layers:
+        raise ValueError(f"layers {unknown or layers} are not Conv2d/Linear modules of the model; "
+                         f"choose among {quantizable}")
+    observers = {name: new_observer() for name in layers}
+    handles = [modules[name].register_forward_pre_hook(lambda module, args, name=name: observers[name](args[0]))
+               for name in layers]
+    try:
+        for images, _ in calibration_loader:
+            model(images.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    def row(name: str, predicted: torch.Tensor) -> dict:
+        accuracy = 100.0 * (predicted == labels).float().mean().item()
+        return {"layer": name, "accuracy": accuracy, "change": accuracy - fp32,
+                "flipped": 100.0 * (predicted != fp32_predicted).float().mean().item()}
+
+    fp32_predicted, labels = _predictions(model, eval_loader, device)
+    fp32 = 100.0 * (fp32_predicted == labels).float().mean().item()
+    rows = [row("none (FP32)", fp32_predicted)]
+    for name in layers:
+        layer = modules[name]
+        float_weight = layer.weight.data
+        layer.weight.data = dequantize(*quantize_weight(float_weight.cpu())).to(float_weight.device)
+        scale, zero_point = (t.to(device) for t in observers[name].qparams(ACTIVATION_MIN, ACTIVATION_MAX))
+
+        def fake_quantize_input(module, args, scale=scale, zero_point=zero_point):
+            q = quantize(args[0], scale, zero_point, quant_min=ACTIVATION_MIN, quant_max=ACTIVATION_MAX,
+                         dtype=torch.uint8)
+            return (dequantize(q, scale, zero_point),) + tuple(args[1:])
+
+        handle = layer.register_forward_pre_hook(fake_quantize_input)
+        try:
+            predicted, _ = _predictions(model, eval_loader, device)
+        finally:
+            handle.remove()
+            layer.weight.data = float_weight
+        rows.append(row(name, predicted))
+    return rows
