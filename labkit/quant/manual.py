@@ -30,18 +30,22 @@ Example:
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 from torch import nn
 
+from labkit.evaluate import evaluate_classification
 from labkit.models.quantized_resnet20 import (ACTIVATION_MAX, ACTIVATION_MIN, WEIGHT_MAX, WEIGHT_MIN,
                                               QuantizedConv2d, QuantizedResNet20)
 from labkit.models.resnet20 import CifarResNet
 # The observers (how a range is chosen: min/max, percentile, MSE, moving average) live in calibration.py.
-from labkit.quant.calibration import MinMaxObserver, Observer, PerChannelMinMaxObserver, make_observer
+from labkit.quant.calibration import METHODS, MinMaxObserver, Observer, PerChannelMinMaxObserver, make_observer
+from labkit.quant.fx import calibration_loader
 
 __all__ = ["MinMaxObserver", "PerChannelMinMaxObserver", "affine_qparams", "quantize", "dequantize",
-           "quantize_weight", "fuse_conv_bn", "calibrate", "quantize_resnet20", "layer_sensitivity"]
+           "quantize_weight", "fuse_conv_bn", "calibrate", "quantize_resnet20",
+           "calibration_method_sweep", "layer_sensitivity"]
 
 # The smallest scale allowed: a constant tensor (max == min == 0) must not divide by zero.
 EPS = torch.finfo(torch.float32).eps
@@ -203,6 +207,38 @@ def quantize_resnet20(float_model: CifarResNet, calibration_loader, *, num_batch
     quantized.fc.set_weight(*quantize_weight(float_model.fc.weight.detach()))
     quantized.fc.set_bias(float_model.fc.bias.detach().float())
     return quantized.eval()
+
+
+def calibration_method_sweep(float_model: CifarResNet, train_dataset, eval_loader, *, sizes=(64, 512, 2048),
+                             methods=METHODS, seed: int = 0, batch_size: int = 128, device="cpu") -> list[dict]:
+    """Hand-made PTQ for every calibration method and size, each measured on ``eval_loader``.
+
+    Pass the validation loader (carved from the training images, disjoint from ``train_dataset``):
+    this compares choices, so the test split stays out of it. The calibration images of a size are
+    the same for every method (:func:`labkit.quant.fx.calibration_loader`, one ``seed``: nested
+    sets), so only the method changes within a size. Returns one row per (size, method):
+    ``{"method", "num_images", "accuracy" (%), "seconds"}`` (``seconds``: calibrate + build, on
+    ``device``; not the evaluation).
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from labkit.models.resnet20 import resnet20
+        >>> images = TensorDataset(torch.randn(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
+        >>> rows = calibration_method_sweep(resnet20(), images, DataLoader(images, batch_size=8), sizes=[4, 8],
+        ...                                 methods=["minmax", "mse"])
+        >>> [(row["num_images"], row["method"]) for row in rows]
+        [(4, 'minmax'), (4, 'mse'), (8, 'minmax'), (8, 'mse')]
+    """
+    rows = []
+    for size in sizes:
+        loader = calibration_loader(train_dataset, size, seed=seed, batch_size=batch_size)
+        for method in methods:
+            started = time.perf_counter()
+            int8_model = quantize_resnet20(float_model, loader, device=device, method=method)
+            seconds = time.perf_counter() - started
+            accuracy = evaluate_classification(int8_model, eval_loader, device=device)["accuracy"]
+            rows.append({"method": method, "num_images": size, "accuracy": accuracy, "seconds": seconds})
+    return rows
 
 
 # ----------------------------------------------------------------------------- per-layer sensitivity
