@@ -1,0 +1,130 @@
+"""Structured vs unstructured pruning of lab 03's ResNet-20: accuracy, MACs and measured CPU latency.
+
+Models, all from the same pretrained ResNet-20 (``--pretrained``):
+
+- ``dense``: the starting model;
+- ``unstructured``: a 90%-sparse file written by notebook 03 (``--unstructured``, default what
+  ``make real`` wrote); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
+- ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
+  of every prunable group's channels (``--ratios``), fine-tuned ``--epochs`` epochs with
+  distillation on the training split minus the 5,000 validation images (seed 0).
+
+Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
+same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
+(``--rounds``), batch 1 and batch 128, ``torch.get_num_threads()`` threads; each number is the lowest
+round median. Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the
+table between its markers in benchmarks/README.md from the rows of the last run. Time it alone.
+
+Run:
+    python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
+    python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from labkit.data import cifar10
+from labkit.evaluate import evaluate_classification
+from labkit.models.resnet20 import load_pretrained, resnet20
+from labkit.profile import compare_latency, count_macs
+from labkit.prune import course_sparsity, make_permanent, prune_to
+from labkit.structured_prune import CPU_STRUCTURED_RECIPE, prune_channels_gradually
+from labkit.tables import format_table
+from labkit.tools.readme_table import replace_marked_section
+from labkit.train import train_baseline
+
+MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
+COLUMNS = ("model", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
+           "speedup_b1", "latency_b128_ms", "speedup_b128", "machine", "load", "date")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/cifar10-real", help="CIFAR-10 root (either layout)")
+    parser.add_argument("--pretrained", default="../shared/models/resnet20_cifar10_45k.pt")
+    parser.add_argument("--unstructured", default="runs/real/03_pruning_cifar10/123_pruning.pt",
+                        help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
+    parser.add_argument("--ratios", default=str(CPU_STRUCTURED_RECIPE["ratio"]), help="comma-separated channel fractions")
+    parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
+    parser.add_argument("--rounds", type=int, default=5, help="latency rounds (every model once per round)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
+    parser.add_argument("--results", default="runs/bench_structured_prune/rows.jsonl", help="JSON lines, appended")
+    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
+    return parser
+
+
+def unstructured_model(start_model, path: Path) -> tuple[torch.nn.Module, str]:
+    """The 90%-sparse model: notebook 03's file if there is one, else a one-shot prune of the start."""
+    model = copy.deepcopy(start_model)
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model, "unstructured 90% (notebook 03)"
+    prune_to(model, 0.9)
+    make_permanent(model)
+    return model, "unstructured 90% (one-shot, not fine-tuned)"
+
+
+def main(argv=None) -> None:
+    args = get_args_parser().parse_args(argv)
+    ratios = [float(value) for value in args.ratios.split(",") if value.strip()]
+    torch.set_num_threads(args.threads)
+    root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0) if args.fixture \
+        else Path(args.data)
+    loaders = cifar10.cifar10_loaders(root, batch_size=128)
+    if args.fixture:
+        start_model = resnet20()
+        train_baseline(start_model, loaders.train, valid_loader=loaders.valid, epochs=3, lr=0.05, device="cpu")
+    else:
+        start_model = load_pretrained(args.pretrained)
+    start_model.eval()
+    models, minutes = {"dense": start_model}, {"dense": 0.0}
+    sparse, name = unstructured_model(start_model, Path(args.unstructured))
+    models[name], minutes[name] = sparse, None
+    for ratio in ratios:
+        torch.manual_seed(0)
+        model = copy.deepcopy(start_model)
+        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
+        started = time.perf_counter()
+        settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs}
+        prune_channels_gradually(model, train, loaders.valid, device="cpu", **settings)
+        models[f"channels {ratio:g}"], minutes[f"channels {ratio:g}"] = model, (time.perf_counter() - started) / 60
+
+    print(f"timing {len(models)} models side by side, {args.rounds} rounds, {torch.get_num_threads()} threads")
+    timing = {row["model"]: row for row in compare_latency(models, rounds=args.rounds)}
+    start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
+    machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")
+    rows = []
+    for label, model in models.items():
+        accuracy = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
+        row = {"model": label, "minutes": minutes[label], "zeros": course_sparsity(model),
+               "macs_m": count_macs(model, input_size=(1, 3, 32, 32)) / 1e6,
+               "params": sum(parameter.numel() for parameter in model.parameters()),
+               "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
+               "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
+               "epochs": args.epochs, "data": str(root)}
+        rows.append(row)
+    print(format_table(rows, columns=COLUMNS, digits=2), flush=True)
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as file:
+        for row in rows:
+            file.write(json.dumps(row) + "\n")
+    if args.readme:
+        path = Path(args.readme)
+        table = format_table(rows, columns=COLUMNS, digits=2)
+        path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
+        print(f"wrote {len(rows)} rows into {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
