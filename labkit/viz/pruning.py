@@ -91,7 +91,7 @@ def plot_cost_vs_accuracy(rows: Sequence[dict], *, costs: Sequence[str] = ("macs
                         xytext=(6, 4), fontsize=8)
         ax.set_xlabel(labels.get(cost, cost))
         ax.set_ylabel("test accuracy (%)")
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, 1.3 * max(row[cost] * scale for row in rows))  # room for the labels
         ax.grid(alpha=0.3)
-    axes[0].set_title("Accuracy against cost: lower left is cheaper, higher is better")
+    axes[0].set_title("Accuracy against cost: left is cheaper, up is better")
     return axes
