@@ -17,6 +17,7 @@ table between its markers in benchmarks/README.md from the rows of the last run.
 
 Run:
     python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
+    python benchmarks/bench_structured_prune.py --latency-only --ratios 0.15,0.25,0.375 --readme benchmarks/README.md
     python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
 """
 from __future__ import annotations
@@ -37,12 +38,13 @@ from labkit.evaluate import evaluate_classification
 from labkit.models.resnet20 import load_pretrained, resnet20
 from labkit.profile import compare_latency, count_macs
 from labkit.prune import course_sparsity, make_permanent, prune_to
-from labkit.structured_prune import CPU_STRUCTURED_RECIPE, prune_channels_gradually
+from labkit.structured_prune import CPU_STRUCTURED_RECIPE, channel_prune, prune_channels_gradually
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from labkit.train import train_baseline
 
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
+LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
 COLUMNS = ("model", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
            "speedup_b1", "latency_b128_ms", "speedup_b128", "machine", "load", "date")
 
@@ -55,7 +57,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
     parser.add_argument("--ratios", default=str(CPU_STRUCTURED_RECIPE["ratio"]), help="comma-separated channel fractions")
     parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
-    parser.add_argument("--rounds", type=int, default=5, help="latency rounds (every model once per round)")
+    parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="no fine-tuning: time the pruned shapes only (latency does not depend on the weights' values)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
     parser.add_argument("--results", default="runs/bench_structured_prune/rows.jsonl", help="JSON lines, appended")
@@ -74,10 +78,36 @@ def unstructured_model(start_model, path: Path) -> tuple[torch.nn.Module, str]:
     return model, "unstructured 90% (one-shot, not fine-tuned)"
 
 
+def latency_only(args, ratios: list[float]) -> None:
+    """Time the dense, the 90%-sparse and each channel-pruned shape, without training anything."""
+    start_model = load_pretrained(args.pretrained).eval()
+    sparse, name = unstructured_model(start_model, Path(args.unstructured))
+    models = {"dense": start_model, name: sparse.eval()}
+    for ratio in ratios:
+        model = copy.deepcopy(start_model)
+        channel_prune(model, ratio=ratio)
+        models[f"channels {ratio:g}"] = model.eval()
+    rows = compare_latency(models, rounds=args.rounds)
+    for row in rows:
+        row.update(macs_m=count_macs(models[row["model"]], input_size=(1, 3, 32, 32)) / 1e6, rounds=args.rounds,
+                   load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
+    columns = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "threads",
+               "rounds", "load", "date")
+    table = format_table(rows, columns=columns, digits=2)
+    print(table)
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(replace_marked_section(path.read_text(), table, start=LATENCY_MARKERS[0], end=LATENCY_MARKERS[1]))
+        print(f"wrote {len(rows)} rows into {args.readme}")
+
+
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
     ratios = [float(value) for value in args.ratios.split(",") if value.strip()]
     torch.set_num_threads(args.threads)
+    if args.latency_only:
+        latency_only(args, ratios)
+        return
     root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0) if args.fixture \
         else Path(args.data)
     loaders = cifar10.cifar10_loaders(root, batch_size=128)

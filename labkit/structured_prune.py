@@ -38,8 +38,8 @@ from labkit.gradual_prune import distillation_loss
 from labkit.profile import count_macs
 
 # The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
-# real CIFAR-10 images (2 CPU cores, 8 epochs, ~10 min): removing 15% of the channels cost 0.96 points
-# for 1.24x at batch 128; 25% cost 1.80 points for 1.56x; 37.5% cost 3.34 points for 1.67x.
+# real CIFAR-10 images (2 CPU cores, 8 epochs, ~10 min): removing 15% of the channels cost 0.96 points,
+# 25% cost 1.80 points, 37.5% cost 3.34 points; their batch-128 speed-ups: benchmarks/README.md.
 CPU_STRUCTURED_RECIPE = {"ratio": 0.25, "epochs": 8, "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02,
                          "distill_alpha": 0.7, "temperature": 4.0}
 
