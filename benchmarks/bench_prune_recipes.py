@@ -29,7 +29,6 @@ import copy
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +37,10 @@ import torch
 from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
 from labkit.gradual_prune import CPU_GRADUAL_RECIPE, gradual_prune
-from labkit.models.resnet20 import load_pretrained, resnet20
-from labkit.train import train_baseline
 from labkit.prune import CPU_RECIPE, course_sparsity, iterative_prune
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
+from lab03_start import add_common_arguments, data_and_start_model
 
 RECIPES = ("iterative", "gradual", "gradual+kd")
 MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
@@ -50,15 +48,10 @@ MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/data/cifar10-real", help="CIFAR-10 root (either layout)")
-    parser.add_argument("--pretrained", default="../shared/models/resnet20_cifar10_45k.pt")
+    add_common_arguments(parser, results="runs/bench_prune_recipes/rows.jsonl")
     parser.add_argument("--recipes", default="gradual+kd", help="comma-separated, from " + ", ".join(RECIPES))
     parser.add_argument("--epochs", type=float, default=CPU_GRADUAL_RECIPE["epochs"],
                         help="training epochs of the gradual recipes")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
-    parser.add_argument("--results", default="runs/bench_prune_recipes/rows.jsonl", help="JSON lines, appended")
-    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
     return parser
 
 
@@ -92,17 +85,7 @@ def main(argv=None) -> None:
     unknown = set(names) - set(RECIPES)
     if unknown:
         raise SystemExit(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
-    torch.set_num_threads(args.threads)
-    if args.fixture:
-        root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0)
-    else:
-        root = Path(args.data)
-    loaders = cifar10.cifar10_loaders(root, batch_size=128)
-    if args.fixture:
-        start_model = resnet20()
-        train_baseline(start_model, loaders.train, valid_loader=loaders.valid, epochs=3, lr=0.05, device="cpu")
-    else:
-        start_model = load_pretrained(args.pretrained)
+    root, loaders, start_model = data_and_start_model(args)
     start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
     print(f"starting model: test accuracy {start_accuracy:.2f}% on {len(loaders.test.dataset)} images")
     machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")

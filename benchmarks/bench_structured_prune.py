@@ -27,7 +27,6 @@ import copy
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,13 +34,13 @@ import torch
 
 from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
-from labkit.models.resnet20 import load_pretrained, resnet20
+from labkit.models.resnet20 import load_pretrained
 from labkit.profile import compare_latency, count_macs
 from labkit.prune import course_sparsity, make_permanent, prune_to
 from labkit.structured_prune import CPU_STRUCTURED_RECIPE, channel_prune, prune_channels_gradually
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from labkit.train import train_baseline
+from lab03_start import add_common_arguments, data_and_start_model
 
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
@@ -51,8 +50,7 @@ COLUMNS = ("model", "minutes", "zeros", "macs_m", "params", "test_accuracy", "dr
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/data/cifar10-real", help="CIFAR-10 root (either layout)")
-    parser.add_argument("--pretrained", default="../shared/models/resnet20_cifar10_45k.pt")
+    add_common_arguments(parser, results="runs/bench_structured_prune/rows.jsonl")
     parser.add_argument("--unstructured", default="runs/real/03_pruning_cifar10/123_pruning.pt",
                         help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
     parser.add_argument("--ratios", default=str(CPU_STRUCTURED_RECIPE["ratio"]), help="comma-separated channel fractions")
@@ -60,10 +58,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
     parser.add_argument("--latency-only", action="store_true",
                         help="no fine-tuning: time the pruned shapes only (latency does not depend on the weights' values)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
-    parser.add_argument("--results", default="runs/bench_structured_prune/rows.jsonl", help="JSON lines, appended")
-    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
     return parser
 
 
@@ -108,15 +102,7 @@ def main(argv=None) -> None:
     if args.latency_only:
         latency_only(args, ratios)
         return
-    root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0) if args.fixture \
-        else Path(args.data)
-    loaders = cifar10.cifar10_loaders(root, batch_size=128)
-    if args.fixture:
-        start_model = resnet20()
-        train_baseline(start_model, loaders.train, valid_loader=loaders.valid, epochs=3, lr=0.05, device="cpu")
-    else:
-        start_model = load_pretrained(args.pretrained)
-    start_model.eval()
+    root, loaders, start_model = data_and_start_model(args)
     models, minutes = {"dense": start_model}, {"dense": 0.0}
     sparse, name = unstructured_model(start_model, Path(args.unstructured))
     models[name], minutes[name] = sparse, None

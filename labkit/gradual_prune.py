@@ -68,6 +68,38 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return (1 - alpha) * hard + alpha * temperature ** 2 * soft
 
 
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+               teacher: nn.Module | None = None, alpha: float = 0.7, temperature: float = 4.0) -> float:
+    """One SGD step on a batch ``(N, 3, H, W)``: cross-entropy, or :func:`distillation_loss` against a
+    frozen ``teacher`` when one is given. Returns the batch's loss."""
+    logits = model(images)
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = distillation_loss(logits, teacher_logits, labels, alpha=alpha, temperature=temperature)
+    else:
+        loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def progress_row(model: nn.Module, valid_loader, *, step: int, steps_per_epoch: int, mean_loss: float,
+                 started: float, device, measures: Mapping[str, float], shown: str, log=print) -> dict:
+    """One history row of a pruning loop: ``epoch``, ``step``, the ``measures`` (e.g. sparsity),
+    ``loss`` (mean training loss), ``accuracy`` (validation, % or None without a loader), ``seconds``
+    since ``started``; logged as ``epoch E: <shown>, validation accuracy ..., training loss ...``."""
+    accuracy = evaluate_classification(model, valid_loader, device=device)["accuracy"] \
+        if valid_loader is not None else None
+    row = {"epoch": step / steps_per_epoch, "step": step, **measures, "loss": mean_loss, "accuracy": accuracy,
+           "seconds": time.perf_counter() - started}
+    if log:
+        accuracy_text = f"validation accuracy {accuracy:.2f}%, " if accuracy is not None else ""
+        log(f"epoch {row['epoch']:.1f}: {shown}, {accuracy_text}training loss {mean_loss:.3f} ({row['seconds']:.0f} s)")
+    return row
+
+
 def gradual_prune(model: nn.Module, train_loader, valid_loader=None, *, final_sparsity: float = 0.9,
                   epochs: float = 40, prune_fraction: float = 0.5, prune_every: int = 50, lr: float = 0.02,
                   momentum: float = 0.9, weight_decay: float = 5e-4, distill_alpha: float = 0.7,
@@ -126,34 +158,19 @@ def gradual_prune(model: nn.Module, train_loader, valid_loader=None, *, final_sp
                 target = cubic_sparsity(step, steps=pruning_steps, final=final_sparsity, start=start_sparsity)
                 sparsity = prune_model_to(target)
             images = images.contiguous(memory_format=layout)
-            logits = model(images)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(images)
-                loss = distillation_loss(logits, teacher_logits, labels, alpha=distill_alpha,
-                                         temperature=temperature)
-            else:
-                loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, images, labels, optimizer, teacher=teacher, alpha=distill_alpha,
+                              temperature=temperature)
             scheduler.step()
             step += 1
-            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+            loss_sum, loss_count = loss_sum + loss, loss_count + 1
             if step == pruning_steps:  # the cubic curve ends exactly at the final sparsity
                 sparsity = prune_model_to(final_sparsity)
             if step in evaluate_at:
-                accuracy = evaluate_classification(model, valid_loader, device=device)["accuracy"] \
-                    if valid_loader is not None else None
-                row = {"epoch": step / len(train_loader), "step": step, "sparsity": sparsity,
-                       "loss": loss_sum / loss_count, "accuracy": accuracy,
-                       "seconds": time.perf_counter() - started}
-                history.append(row)
+                history.append(progress_row(model, valid_loader, step=step, steps_per_epoch=len(train_loader),
+                                            mean_loss=loss_sum / loss_count, started=started, device=device,
+                                            measures={"sparsity": sparsity}, shown=f"sparsity {sparsity:.2f}%",
+                                            log=log))
                 loss_sum, loss_count = 0.0, 0
-                if log:
-                    shown = f"validation accuracy {accuracy:.2f}%, " if accuracy is not None else ""
-                    log(f"epoch {row['epoch']:.1f}: sparsity {sparsity:.2f}%, {shown}"
-                        f"training loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
                 model.train()
             if step == total_steps:
                 break

@@ -31,10 +31,8 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from labkit.evaluate import evaluate_classification
-from labkit.gradual_prune import distillation_loss
+from labkit.gradual_prune import progress_row, train_step
 from labkit.profile import count_macs
 
 # The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
@@ -150,30 +148,16 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
                 group["lr"] = _cosine(step, total_steps, lr)
             images = images.to(device).contiguous(memory_format=layout)
             labels = labels.to(device)
-            logits = model(images)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(images)
-                loss = distillation_loss(logits, teacher_logits, labels, alpha=distill_alpha, temperature=temperature)
-            else:
-                loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, images, labels, optimizer, teacher=teacher, alpha=distill_alpha,
+                              temperature=temperature)
             step += 1
-            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+            loss_sum, loss_count = loss_sum + loss, loss_count + 1
             if step in evaluate_at:
-                accuracy = evaluate_classification(model, valid_loader, device=device)["accuracy"] \
-                    if valid_loader is not None else None
-                row = {"epoch": step / len(train_loader), "step": step,
-                       "macs": count_macs(model, input_size=(1, 3, 32, 32)), "loss": loss_sum / loss_count,
-                       "accuracy": accuracy, "seconds": time.perf_counter() - started}
-                history.append(row)
+                macs = count_macs(model, input_size=(1, 3, 32, 32))
+                history.append(progress_row(model, valid_loader, step=step, steps_per_epoch=len(train_loader),
+                                            mean_loss=loss_sum / loss_count, started=started, device=device,
+                                            measures={"macs": macs}, shown=f"{macs / 1e6:.1f} M MACs", log=log))
                 loss_sum, loss_count = 0.0, 0
-                if log:
-                    shown = f"validation accuracy {accuracy:.2f}%, " if accuracy is not None else ""
-                    log(f"epoch {row['epoch']:.1f}: {row['macs'] / 1e6:.1f} M MACs, {shown}"
-                        f"training loss {row['loss']:.3f} ({row['seconds']:.0f} s)")
             if step == total_steps:
                 break
     model.to(memory_format=torch.contiguous_format).eval()

@@ -1,0 +1,44 @@
+"""What lab 03's benchmarks share: their common options, the data and the starting ResNet-20.
+
+Used by bench_prune_recipes.py and bench_structured_prune.py (run from the repository root; a
+script's own folder is on ``sys.path``, so ``import lab03_start`` finds this file).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from labkit.data import cifar10
+from labkit.models.resnet20 import load_pretrained, resnet20
+from labkit.train import train_baseline
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, results: str) -> argparse.ArgumentParser:
+    """--data, --pretrained, --threads, --fixture, --results (JSON lines, default ``results``), --readme."""
+    parser.add_argument("--data", default="../shared/data/cifar10-real", help="CIFAR-10 root (either layout)")
+    parser.add_argument("--pretrained", default="../shared/models/resnet20_cifar10_45k.pt")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--fixture", action="store_true", help="synthetic data and a briefly trained start model")
+    parser.add_argument("--results", default=results, help="JSON lines, appended")
+    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
+    return parser
+
+
+def data_and_start_model(args) -> tuple[Path, cifar10.CifarLoaders, torch.nn.Module]:
+    """The CIFAR-10 root, its (train, valid, test) loaders (batch 128) and the starting model, in eval mode.
+
+    With ``--fixture``: a synthetic CIFAR-10 in a temporary folder and a ResNet-20 trained on it for 3 epochs.
+    """
+    torch.set_num_threads(args.threads)
+    root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0) if args.fixture \
+        else Path(args.data)
+    loaders = cifar10.cifar10_loaders(root, batch_size=128)
+    if args.fixture:
+        start_model = resnet20()
+        train_baseline(start_model, loaders.train, valid_loader=loaders.valid, epochs=3, lr=0.05, device="cpu")
+    else:
+        start_model = load_pretrained(args.pretrained)
+    return root, loaders, start_model.eval()
