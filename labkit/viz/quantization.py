@@ -58,3 +58,39 @@ def plot_model_comparison(rows: Sequence[dict], *, columns: Sequence[str] = ("ac
         ax.tick_params(axis="x", labelrotation=15)
     figure.tight_layout()
     return figure
+
+
+def plot_calibration_methods(rows: Sequence[dict], *, fp32_accuracy: float | None = None, ax=None,
+                             split: str = "validation"):
+    """Hand INT8 accuracy against calibration images (log scale), one line per method, FP32 dashed.
+
+    ``rows`` are :func:`labkit.quant.manual.calibration_method_sweep` rows (``method``, ``num_images``,
+    ``accuracy``), methods in the order they first appear.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for method in dict.fromkeys(row["method"] for row in rows):
+        points = [(row["num_images"], row["accuracy"]) for row in rows if row["method"] == method]
+        ax.plot(*zip(*points), marker="o", label=method)
+    if fp32_accuracy is not None:
+        ax.axhline(fp32_accuracy, color="black", linestyle="--", linewidth=1, label="FP32")
+    ax.set(xscale="log", xlabel="calibration images (train split)", ylabel="hand INT8 accuracy (%)",
+           title=f"Calibration methods on the {split} split")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_layer_sensitivity(rows: Sequence[dict], *, highlight: str | None = None):
+    """Two bar rows per layer of :func:`labkit.quant.manual.layer_sensitivity` (without its FP32 row):
+    the accuracy change (``highlight``, e.g. the costliest layer, in red) and the predictions flipped."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    names = [row["layer"] for row in rows]
+    top.bar(names, [row["change"] for row in rows],
+            color=["tab:red" if name == highlight else "tab:blue" for name in names])
+    top.axhline(0, color="black", linewidth=0.8)
+    top.set(ylabel="accuracy change\n(points)", title="One layer INT8, the rest FP32 (validation split)")
+    bottom.bar(names, [row["flipped"] for row in rows], color="tab:gray")
+    bottom.set(ylabel="predictions\nflipped (%)")
+    bottom.tick_params(axis="x", rotation=60)
+    fig.tight_layout()
+    return fig
