@@ -6,18 +6,19 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 - ``unstructured``: a 90%-sparse file written by notebook 03 (``--unstructured``, default what
   ``make real`` wrote); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
 - ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
-  of every prunable group's channels (``--ratios``), fine-tuned ``--epochs`` epochs with
+  of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), fine-tuned ``--epochs`` epochs with
   distillation on the training split minus the 5,000 validation images (seed 0).
 
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
-(``--rounds``), batch 1 and batch 128, ``torch.get_num_threads()`` threads; each number is the lowest
-round median. Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the
+(``--rounds``), batch 1 and batch 128, ``torch.get_num_threads()`` threads; each latency is the lowest
+round median, each speed-up the median over the rounds of dense's time over the model's in that round. Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the
 table between its markers in benchmarks/README.md from the rows of the last run. Time it alone.
 
 Run:
     python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
     python benchmarks/bench_structured_prune.py --latency-only --ratios 0.15,0.25,0.375 --readme benchmarks/README.md
+    python benchmarks/bench_structured_prune.py --table-only --readme benchmarks/README.md   # the last run's rows again
     python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
 """
 from __future__ import annotations
@@ -37,14 +38,15 @@ from labkit.evaluate import evaluate_classification
 from labkit.models.resnet20 import load_pretrained
 from labkit.profile import compare_latency, count_macs
 from labkit.prune import course_sparsity, make_permanent, prune_to
-from labkit.structured_prune import CPU_STRUCTURED_RECIPE, channel_prune, prune_channels_gradually
+from labkit.structured_prune import (CPU_STRUCTURED_RECIPE, channel_prune, prune_channels_gradually, ratio_from_list,
+                                     ratio_label)
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
 
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
-COLUMNS = ("model", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
+COLUMNS = ("model", "epochs", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
            "speedup_b1", "latency_b128_ms", "speedup_b128", "machine", "load", "date")
 
 
@@ -53,12 +55,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser, results="runs/bench_structured_prune/rows.jsonl")
     parser.add_argument("--unstructured", default="runs/real/03_pruning_cifar10/123_pruning.pt",
                         help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
-    parser.add_argument("--ratios", default=str(CPU_STRUCTURED_RECIPE["ratio"]), help="comma-separated channel fractions")
+    parser.add_argument("--ratios", default=ratio_label(CPU_STRUCTURED_RECIPE["ratio"]),
+                        help="comma-separated channel fractions: one for every stage (0.25) or one per stage, "
+                             "stem with stage 1 (0.5/0/0)")
     parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train and time nothing: print (and with --readme write) the last run's rows of --results")
     parser.add_argument("--latency-only", action="store_true",
                         help="no fine-tuning: time the pruned shapes only (latency does not depend on the weights' values)")
     return parser
+
+
+def parse_ratio(spec: str):
+    """``"0.25"`` -> 0.25 for every stage; ``"0.5/0/0"`` -> per stage (:func:`ratio_from_list`)."""
+    try:
+        return ratio_from_list([float(part) for part in spec.split("/")])
+    except ValueError as error:
+        raise SystemExit(f"--ratios {spec!r}: {error}") from error
 
 
 def unstructured_model(start_model, path: Path) -> tuple[torch.nn.Module, str]:
@@ -72,7 +86,7 @@ def unstructured_model(start_model, path: Path) -> tuple[torch.nn.Module, str]:
     return model, "unstructured 90% (one-shot, not fine-tuned)"
 
 
-def latency_only(args, ratios: list[float]) -> None:
+def latency_only(args, ratios: list) -> None:
     """Time the dense, the 90%-sparse and each channel-pruned shape, without training anything."""
     start_model = load_pretrained(args.pretrained).eval()
     sparse, name = unstructured_model(start_model, Path(args.unstructured))
@@ -80,7 +94,7 @@ def latency_only(args, ratios: list[float]) -> None:
     for ratio in ratios:
         model = copy.deepcopy(start_model)
         channel_prune(model, ratio=ratio)
-        models[f"channels {ratio:g}"] = model.eval()
+        models[f"channels {ratio_label(ratio)}"] = model.eval()
     rows = compare_latency(models, rounds=args.rounds)
     for row in rows:
         row.update(macs_m=count_macs(models[row["model"]], input_size=(1, 3, 32, 32)) / 1e6, rounds=args.rounds,
@@ -95,9 +109,33 @@ def latency_only(args, ratios: list[float]) -> None:
         print(f"wrote {len(rows)} rows into {args.readme}")
 
 
+def last_run_rows(path: Path) -> list[dict]:
+    """The rows of the last run in a results file: every run writes ``dense`` first."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    starts = [index for index, row in enumerate(rows) if row["model"] == "dense"]
+    if not starts:
+        raise SystemExit(f"{path}: no run in it (no 'dense' row); run the benchmark first")
+    return rows[starts[-1]:]
+
+
+def write_table(rows: list[dict], readme: str | None) -> None:
+    """Print the table; with ``readme``, also rewrite it between the markers there. Only the channel-pruned
+    models were fine-tuned here, so only their rows show ``epochs``."""
+    rows = [{**row, "epochs": row.get("epochs") if row["model"].startswith("channels") else None} for row in rows]
+    table = format_table(rows, columns=COLUMNS, digits=2)
+    print(table, flush=True)
+    if readme:
+        path = Path(readme)
+        path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
+        print(f"wrote {len(rows)} rows into {readme}")
+
+
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
-    ratios = [float(value) for value in args.ratios.split(",") if value.strip()]
+    if args.table_only:
+        write_table(last_run_rows(Path(args.results)), args.readme)
+        return
+    ratios = [parse_ratio(value.strip()) for value in args.ratios.split(",") if value.strip()]
     torch.set_num_threads(args.threads)
     if args.latency_only:
         latency_only(args, ratios)
@@ -113,7 +151,8 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs}
         prune_channels_gradually(model, train, loaders.valid, device="cpu", **settings)
-        models[f"channels {ratio:g}"], minutes[f"channels {ratio:g}"] = model, (time.perf_counter() - started) / 60
+        label = f"channels {ratio_label(ratio)}"
+        models[label], minutes[label] = model, (time.perf_counter() - started) / 60
 
     print(f"timing {len(models)} models side by side, {args.rounds} rounds, {torch.get_num_threads()} threads")
     timing = {row["model"]: row for row in compare_latency(models, rounds=args.rounds)}
@@ -129,17 +168,12 @@ def main(argv=None) -> None:
                "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
                "epochs": args.epochs, "data": str(root)}
         rows.append(row)
-    print(format_table(rows, columns=COLUMNS, digits=2), flush=True)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     with results.open("a") as file:
         for row in rows:
             file.write(json.dumps(row) + "\n")
-    if args.readme:
-        path = Path(args.readme)
-        table = format_table(rows, columns=COLUMNS, digits=2)
-        path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
-        print(f"wrote {len(rows)} rows into {args.readme}")
+    write_table(rows, args.readme)
 
 
 if __name__ == "__main__":

@@ -272,8 +272,10 @@ def compare_latency(models: dict[str, nn.Module], *, input_shape: tuple[int, ...
     """Median CPU latency of several models, measured side by side, so a busy machine hits them alike.
 
     Each round times every model once per batch size (:func:`latency`, ``repeats`` calls after
-    ``warmup``), in turn; a model's number is the lowest of its round medians, the least disturbed
-    one. ``input_shape`` is one item's ``(1, C, H, W)``; batches repeat it ``batch_sizes`` times.
+    ``warmup``), in turn; a model's latency is the lowest of its round medians, the least disturbed
+    one. Its speed-up is paired: the first model's time over its own *in the same round*, the median
+    over the rounds — a slow spell of the machine then slows both sides of a ratio alike.
+    ``input_shape`` is one item's ``(1, C, H, W)``; batches repeat it ``batch_sizes`` times.
 
     Returns one row per model: ``model``, ``latency_b{N}_ms`` per batch size, ``speedup_b{N}`` against
     the first model, ``threads``.
@@ -299,7 +301,8 @@ def compare_latency(models: dict[str, nn.Module], *, input_shape: tuple[int, ...
         for size in batch_sizes:
             row[f"latency_b{size}_ms"] = min(times[name][size])
         for size in batch_sizes:
-            row[f"speedup_b{size}"] = min(times[first][size]) / row[f"latency_b{size}_ms"]
+            ratios = [reference / own for reference, own in zip(times[first][size], times[name][size])]
+            row[f"speedup_b{size}"] = statistics.median(ratios)
         row["threads"] = torch.get_num_threads()
         rows.append(row)
     return rows

@@ -28,6 +28,7 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -53,26 +54,93 @@ def _torch_pruning():
     return torch_pruning
 
 
-def channel_pruner(model: nn.Module, *, ratio: float, steps: int = 1, example_input: torch.Tensor | None = None,
-                   keep: tuple[str, ...] = ("fc",)):
+def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[str, float]:
+    """Per-stage channel fractions for :func:`channel_pruner`: the stem belongs to stage 1 (they share
+    its residual stream).
+
+    Stage 1 runs at 32x32 with 16 channels, stage 3 at 8x8 with 64: each stage costs about the same
+    MACs, but stage 1's activations are 4x stage 3's, so on a CPU, where a small network's forward
+    pass waits mostly on memory, thinning stage 1 buys the most time per channel removed.
+
+    Example:
+        >>> resnet20_stage_ratios(0.5, 0.0, 0.0)
+        {'conv1': 0.5, 'layer1': 0.5, 'layer2': 0.0, 'layer3': 0.0}
+    """
+    return {"conv1": stage1, "layer1": stage1, "layer2": stage2, "layer3": stage3}
+
+
+def ratio_from_list(values: list[float]) -> float | dict[str, float]:
+    """One fraction for every stage (``[0.25]`` -> ``0.25``) or one per stage (``[0.5, 0, 0]`` ->
+    :func:`resnet20_stage_ratios`), e.g. from a notebook parameter parsed by ``labkit.params.as_float_list``.
+
+    Example:
+        >>> ratio_from_list([0.25]), ratio_from_list([0.5, 0, 0])["layer1"]
+        (0.25, 0.5)
+    """
+    if len(values) == 1:
+        return float(values[0])
+    if len(values) == 3:
+        return resnet20_stage_ratios(*(float(value) for value in values))
+    raise ValueError(f"a channel ratio is one fraction (0.25) or three, stage 1 (with the stem), 2 and 3 "
+                     f"([0.5, 0, 0]); got {len(values)} values: {list(values)}")
+
+
+def ratio_label(ratio: float | Mapping[str, float]) -> str:
+    """``0.25`` -> ``"0.25"``; :func:`resnet20_stage_ratios` ``(0.5, 0, 0)`` -> ``"0.5/0/0"`` (stage 1/2/3).
+
+    Example:
+        >>> ratio_label(0.25), ratio_label(resnet20_stage_ratios(0.5, 0.0, 0.0))
+        ('0.25', '0.5/0/0')
+    """
+    if isinstance(ratio, Mapping):
+        return "/".join(f"{ratio.get(stage, 0.0):g}" for stage in ("layer1", "layer2", "layer3"))
+    return f"{ratio:g}"
+
+
+def _check_ratio(ratio: float, what: str) -> None:
+    if not 0 <= ratio < 1:
+        raise ValueError(f"{what} is the fraction of channels to remove, in [0, 1), e.g. 0.4; got {ratio}")
+
+
+def channel_pruner(model: nn.Module, *, ratio: float | Mapping[str, float], steps: int = 1,
+                   example_input: torch.Tensor | None = None, keep: tuple[str, ...] = ("fc",)):
     """A Torch-Pruning pruner that removes ``ratio`` of each group's channels in ``steps`` calls of ``.step()``.
 
-    ``example_input`` (default one CIFAR image ``(1, 3, 32, 32)`` on the model's device) is traced once
-    to find the coupled layers; modules named in ``keep`` keep their output channels (the classifier's
-    10 outputs are the classes).
+    ``ratio`` is one fraction for every group, or a mapping from module names to fractions (each
+    applies to that module and everything inside it, e.g. :func:`resnet20_stage_ratios`; modules not
+    named keep their channels). ``example_input`` (default one CIFAR image ``(1, 3, 32, 32)`` on the
+    model's device) is traced once to find the coupled layers; modules named in ``keep`` keep their
+    output channels (the classifier's 10 outputs are the classes).
     """
-    if not 0 < ratio < 1:
-        raise ValueError(f"ratio is the fraction of channels to remove, in (0, 1), e.g. 0.4; got {ratio}")
     tp = _torch_pruning()
+    modules = dict(model.named_modules())
+    if isinstance(ratio, Mapping):
+        unknown = sorted(set(ratio) - set(modules))
+        if unknown:
+            raise ValueError(f"ratio names modules the model does not have: {unknown}; "
+                             f"top-level modules: {[name for name, _ in model.named_children()]}")
+        for name, value in ratio.items():
+            _check_ratio(value, f"ratio[{name!r}]")
+        per_module = {modules[name]: value for name, value in ratio.items() if value > 0}
+        if not per_module:
+            raise ValueError(f"every ratio is 0, nothing would be pruned: {dict(ratio)}")
+        uniform = 0.0
+    else:
+        _check_ratio(ratio, "ratio")
+        if ratio == 0:
+            raise ValueError("ratio 0 prunes nothing; give a fraction in (0, 1), e.g. 0.4")
+        per_module, uniform = None, ratio
     if example_input is None:
         example_input = torch.randn(1, 3, 32, 32, device=next(model.parameters()).device)
-    kept = [module for name, module in model.named_modules() if name in keep]
+    kept = [module for name, module in modules.items() if name in keep]
     return tp.pruner.MetaPruner(model, example_input, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                pruning_ratio=ratio, iterative_steps=steps, ignored_layers=kept)
+                                pruning_ratio=uniform, pruning_ratio_dict=per_module, iterative_steps=steps,
+                                ignored_layers=kept)
 
 
-def channel_prune(model: nn.Module, *, ratio: float, **options) -> None:
-    """Remove ``ratio`` of the channels of every prunable group of ``model`` at once (in place)."""
+def channel_prune(model: nn.Module, *, ratio: float | Mapping[str, float], **options) -> None:
+    """Remove ``ratio`` of the channels of every prunable group of ``model`` at once (in place);
+    ``ratio`` as in :func:`channel_pruner`."""
     pruner = channel_pruner(model, ratio=ratio, **options)  # traces with autograd on
     with torch.no_grad():
         pruner.step()
@@ -87,12 +155,14 @@ def _cosine(step: int, total: int, lr: float) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * step / total))
 
 
-def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, *, ratio: float = 0.4,
+def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, *,
+                             ratio: float | Mapping[str, float] = 0.4,
                              epochs: float = 8, prune_fraction: float = 0.25, prune_steps: int = 4,
                              lr: float = 0.02, momentum: float = 0.9, weight_decay: float = 5e-4,
                              distill_alpha: float = 0.7, temperature: float = 4.0, evaluations: int = 4,
                              device: str | torch.device = "cpu", log=print) -> list[dict]:
-    """Remove ``ratio`` of the channels of ``model`` in ``prune_steps`` steps while fine-tuning it (in place).
+    """Remove ``ratio`` of the channels of ``model`` in ``prune_steps`` steps while fine-tuning it (in place);
+    ``ratio`` as in :func:`channel_pruner` (one fraction, or fractions by module name).
 
     The steps are spread evenly over the first ``prune_fraction`` of the ``epochs * len(train_loader)``
     SGD steps (the first at step 0); the learning rate follows one cosine from ``lr`` to 0. After each

@@ -6,8 +6,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from labkit.models.resnet20 import resnet20
+from labkit import profile
 from labkit.profile import compare_latency, count_macs
-from labkit.structured_prune import channel_prune, channel_widths, prune_channels_gradually
+from labkit.structured_prune import channel_prune, channel_widths, prune_channels_gradually, resnet20_stage_ratios
 
 
 def _tiny_loader(count=48):
@@ -67,9 +68,39 @@ def test_gradual_channel_pruning_refuses_more_pruning_steps_than_sgd_steps():
         channel_prune(resnet20(), ratio=1.0)
 
 
+def test_stage_ratios_thin_only_the_named_stages_and_the_layers_reading_them():
+    model = resnet20().eval()
+    channel_prune(model, ratio=resnet20_stage_ratios(0.5, 0.0, 0.0))
+    widths = channel_widths(model)
+    assert widths["conv1"] == 8 and widths["layer1.0.conv1"] == 8 and widths["layer1.2.conv2"] == 8
+    assert model.layer2[0].conv1.in_channels == 8 and model.layer2[0].downsample[0].in_channels == 8
+    assert widths["layer2.0.conv1"] == 32 and widths["layer3.2.conv2"] == 64 and model.fc.in_features == 64
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_ratio_by_module_name_refuses_names_the_model_does_not_have_and_all_zero_ratios():
+    with pytest.raises(ValueError, match="does not have: \\['stage1'\\]"):
+        channel_prune(resnet20(), ratio={"stage1": 0.5})
+    with pytest.raises(ValueError, match="nothing would be pruned"):
+        channel_prune(resnet20(), ratio=resnet20_stage_ratios(0, 0, 0))
+    with pytest.raises(ValueError, match="ratio\\['layer2'\\]"):
+        channel_prune(resnet20(), ratio=resnet20_stage_ratios(0.5, 1.5, 0))
+
+
 def test_compare_latency_gives_one_row_per_model_in_order_with_the_first_as_reference():
     models = {"wide": torch.nn.Conv2d(3, 32, 3), "thin": torch.nn.Conv2d(3, 4, 3)}
     rows = compare_latency(models, batch_sizes=(1, 8), rounds=2, repeats=2, warmup=1)
     assert [row["model"] for row in rows] == ["wide", "thin"]
     assert rows[0]["speedup_b1"] == 1.0 and rows[0]["speedup_b8"] == 1.0
-    assert rows[1]["speedup_b8"] == pytest.approx(rows[0]["latency_b8_ms"] / rows[1]["latency_b8_ms"])
+    assert rows[1]["latency_b8_ms"] > 0 and rows[1]["speedup_b8"] > 0
+
+
+def test_compare_latency_speedup_pairs_the_models_round_by_round(monkeypatch):
+    # the reference is slow in rounds 2 and 3 (a busy machine), the other model in round 1 only:
+    # its own rounds say 2x twice and 0.5x once; best times alone (10 vs 20 ms) would say 0.5x
+    scripted = iter([10.0, 20.0, 40.0, 20.0, 40.0, 20.0])  # round by round: reference, other
+    monkeypatch.setattr(profile, "latency", lambda model, batch, **_: {"median_ms": next(scripted)})
+    rows = compare_latency({"reference": torch.nn.Identity(), "other": torch.nn.Identity()}, batch_sizes=(4,),
+                           rounds=3)
+    assert rows[1]["latency_b4_ms"] == 20.0 and rows[0]["latency_b4_ms"] == 10.0
+    assert rows[1]["speedup_b4"] == 2.0
