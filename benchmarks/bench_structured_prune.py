@@ -18,7 +18,7 @@ table between its markers in benchmarks/README.md from the rows of the last run.
 Run:
     python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
     python benchmarks/bench_structured_prune.py --latency-only --ratios 0.15,0.25,0.375 --readme benchmarks/README.md
-    python benchmarks/bench_structured_prune.py --table-only --readme benchmarks/README.md   # the last run's rows again
+    python benchmarks/bench_structured_prune.py --table-only --runs 3 --readme benchmarks/README.md  # the last 3 runs' rows
     python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
 """
 from __future__ import annotations
@@ -62,6 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
     parser.add_argument("--table-only", action="store_true",
                         help="train and time nothing: print (and with --readme write) the last run's rows of --results")
+    parser.add_argument("--runs", type=int, default=1, help="with --table-only: how many of the last runs")
     parser.add_argument("--latency-only", action="store_true",
                         help="no fine-tuning: time the pruned shapes only (latency does not depend on the weights' values)")
     return parser
@@ -109,13 +110,13 @@ def latency_only(args, ratios: list) -> None:
         print(f"wrote {len(rows)} rows into {args.readme}")
 
 
-def last_run_rows(path: Path) -> list[dict]:
-    """The rows of the last run in a results file: every run writes ``dense`` first."""
+def last_run_rows(path: Path, runs: int = 1) -> list[dict]:
+    """The rows of the last ``runs`` runs in a results file, oldest first: every run writes ``dense`` first."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     starts = [index for index, row in enumerate(rows) if row["model"] == "dense"]
     if not starts:
         raise SystemExit(f"{path}: no run in it (no 'dense' row); run the benchmark first")
-    return rows[starts[-1]:]
+    return rows[starts[-min(runs, len(starts))]:]
 
 
 def write_table(rows: list[dict], readme: str | None) -> None:
@@ -133,7 +134,7 @@ def write_table(rows: list[dict], readme: str | None) -> None:
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
     if args.table_only:
-        write_table(last_run_rows(Path(args.results)), args.readme)
+        write_table(last_run_rows(Path(args.results), args.runs), args.readme)
         return
     ratios = [parse_ratio(value.strip()) for value in args.ratios.split(",") if value.strip()]
     torch.set_num_threads(args.threads)

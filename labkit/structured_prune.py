@@ -36,13 +36,6 @@ from torch import nn
 from labkit.gradual_prune import progress_row, train_step
 from labkit.profile import count_macs
 
-# The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
-# real CIFAR-10 images (2 CPU cores, 8 epochs, ~10 min): removing 15% of the channels cost 0.96 points,
-# 25% cost 1.80 points, 37.5% cost 3.34 points; their batch-128 speed-ups: benchmarks/README.md.
-CPU_STRUCTURED_RECIPE = {"ratio": 0.25, "epochs": 8, "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02,
-                         "distill_alpha": 0.7, "temperature": 4.0}
-
-
 def _torch_pruning():
     """Import Torch-Pruning, with a message that says how to get it."""
     try:
@@ -59,14 +52,24 @@ def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[s
     its residual stream).
 
     Stage 1 runs at 32x32 with 16 channels, stage 3 at 8x8 with 64: each stage costs about the same
-    MACs, but stage 1's activations are 4x stage 3's, so on a CPU, where a small network's forward
-    pass waits mostly on memory, thinning stage 1 buys the most time per channel removed.
+    MACs, but stage 1's activations are 4x stage 3's. On a CPU this small network's time follows its
+    activations more than its MACs (benchmarks/README.md), so thinning stage 1 buys the most time per
+    channel removed.
 
     Example:
         >>> resnet20_stage_ratios(0.5, 0.0, 0.0)
         {'conv1': 0.5, 'layer1': 0.5, 'layer2': 0.0, 'layer3': 0.0}
     """
     return {"conv1": stage1, "layer1": stage1, "layer2": stage2, "layer3": stage3}
+
+
+# The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
+# real CIFAR-10 images (2 CPU cores, 8 epochs, ~9 min): a quarter of every stage's channels cost 1.80
+# points; half of stage 1's (stem included), stages 2 and 3 whole, cost 0.98 points and saved about as much
+# time at batch 128 (its activations are the largest). Speed-ups, which vary from run to run: benchmarks/README.md.
+CPU_STRUCTURED_RECIPE = {"ratio": resnet20_stage_ratios(0.5, 0.0, 0.0), "epochs": 8,
+                         "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02, "distill_alpha": 0.7,
+                         "temperature": 4.0}
 
 
 def ratio_from_list(values: list[float]) -> float | dict[str, float]:
