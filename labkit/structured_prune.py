@@ -72,9 +72,10 @@ CPU_STRUCTURED_RECIPE = {"ratio": resnet20_stage_ratios(0.5, 0.0, 0.0), "epochs"
                          "temperature": 4.0}
 
 
-def ratio_from_list(values: list[float]) -> float | dict[str, float]:
+def ratio_from_list(values: list[float], *, name: str = "a channel ratio") -> float | dict[str, float]:
     """One fraction for every stage (``[0.25]`` -> ``0.25``) or one per stage (``[0.5, 0, 0]`` ->
-    :func:`resnet20_stage_ratios`), e.g. from a notebook parameter parsed by ``labkit.params.as_float_list``.
+    :func:`resnet20_stage_ratios`), e.g. from a notebook parameter parsed by ``labkit.params.as_float_list``;
+    ``name`` (e.g. the parameter's) starts the error for any other count.
 
     Example:
         >>> ratio_from_list([0.25]), ratio_from_list([0.5, 0, 0])["layer1"]
@@ -84,7 +85,7 @@ def ratio_from_list(values: list[float]) -> float | dict[str, float]:
         return float(values[0])
     if len(values) == 3:
         return resnet20_stage_ratios(*(float(value) for value in values))
-    raise ValueError(f"a channel ratio is one fraction (0.25) or three, stage 1 (with the stem), 2 and 3 "
+    raise ValueError(f"{name} is one fraction (0.25) or three, stage 1 (with the stem), 2 and 3 "
                      f"([0.5, 0, 0]); got {len(values)} values: {list(values)}")
 
 

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from labkit.models.resnet20 import resnet20
 from labkit import profile
 from labkit.profile import compare_latency, count_macs
-from labkit.structured_prune import channel_prune, channel_widths, prune_channels_gradually, resnet20_stage_ratios
+from labkit.structured_prune import (channel_prune, channel_widths, prune_channels_gradually, ratio_from_list,
+                                     resnet20_stage_ratios)
 
 
 def _tiny_loader(count=48):
@@ -85,6 +86,13 @@ def test_ratio_by_module_name_refuses_names_the_model_does_not_have_and_all_zero
         channel_prune(resnet20(), ratio=resnet20_stage_ratios(0, 0, 0))
     with pytest.raises(ValueError, match="ratio\\['layer2'\\]"):
         channel_prune(resnet20(), ratio=resnet20_stage_ratios(0.5, 1.5, 0))
+
+
+def test_ratio_from_list_takes_one_fraction_or_one_per_stage_and_names_the_parameter_otherwise():
+    assert ratio_from_list([0.25]) == 0.25
+    assert ratio_from_list([0.5, 0, 0]) == resnet20_stage_ratios(0.5, 0.0, 0.0)
+    with pytest.raises(ValueError, match="STRUCTURED_RATIO is one fraction .* got 2 values"):
+        ratio_from_list([0.5, 0.0], name="STRUCTURED_RATIO")
 
 
 def test_compare_latency_gives_one_row_per_model_in_order_with_the_first_as_reference():
