@@ -12,8 +12,9 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
 (``--rounds``), batch 1 and batch 128, ``torch.get_num_threads()`` threads; each latency is the lowest
-round median, each speed-up the median over the rounds of dense's time over the model's in that round. Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the
-table between its markers in benchmarks/README.md from the rows of the last run. Time it alone.
+round median, each speed-up the median over the rounds of dense's time over the model's in that round.
+Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the table between its
+markers in benchmarks/README.md from the rows of the last run. Time it alone.
 
 Run:
     python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
