@@ -49,6 +49,8 @@ MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
 COLUMNS = ("model", "epochs", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
            "speedup_b1", "latency_b128_ms", "speedup_b128", "machine", "load", "date")
+LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "threads",
+                   "rounds", "load", "date")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -101,14 +103,7 @@ def latency_only(args, ratios: list) -> None:
     for row in rows:
         row.update(macs_m=count_macs(models[row["model"]], input_size=(1, 3, 32, 32)) / 1e6, rounds=args.rounds,
                    load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
-    columns = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "threads",
-               "rounds", "load", "date")
-    table = format_table(rows, columns=columns, digits=2)
-    print(table)
-    if args.readme:
-        path = Path(args.readme)
-        path.write_text(replace_marked_section(path.read_text(), table, start=LATENCY_MARKERS[0], end=LATENCY_MARKERS[1]))
-        print(f"wrote {len(rows)} rows into {args.readme}")
+    write_table(rows, args.readme, columns=LATENCY_COLUMNS, markers=LATENCY_MARKERS)
 
 
 def last_run_rows(path: Path, runs: int = 1) -> list[dict]:
@@ -120,15 +115,15 @@ def last_run_rows(path: Path, runs: int = 1) -> list[dict]:
     return rows[starts[-min(runs, len(starts))]:]
 
 
-def write_table(rows: list[dict], readme: str | None) -> None:
-    """Print the table; with ``readme``, also rewrite it between the markers there. Only the channel-pruned
+def write_table(rows: list[dict], readme: str | None, *, columns=COLUMNS, markers=MARKERS) -> None:
+    """Print the table; with ``readme``, also rewrite it between ``markers`` there. Only the channel-pruned
     models were fine-tuned here, so only their rows show ``epochs``."""
     rows = [{**row, "epochs": row.get("epochs") if row["model"].startswith("channels") else None} for row in rows]
-    table = format_table(rows, columns=COLUMNS, digits=2)
+    table = format_table(rows, columns=columns, digits=2)
     print(table, flush=True)
     if readme:
         path = Path(readme)
-        path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
+        path.write_text(replace_marked_section(path.read_text(), table, start=markers[0], end=markers[1]))
         print(f"wrote {len(rows)} rows into {readme}")
 
 

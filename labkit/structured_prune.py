@@ -47,6 +47,10 @@ def _torch_pruning():
     return torch_pruning
 
 
+# ResNet-20's three stages by module name; the stem ("conv1") feeds stage 1's residual stream.
+RESNET20_STAGES = ("layer1", "layer2", "layer3")
+
+
 def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[str, float]:
     """Per-stage channel fractions for :func:`channel_pruner`: the stem belongs to stage 1 (they share
     its residual stream).
@@ -60,7 +64,7 @@ def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[s
         >>> resnet20_stage_ratios(0.5, 0.0, 0.0)
         {'conv1': 0.5, 'layer1': 0.5, 'layer2': 0.0, 'layer3': 0.0}
     """
-    return {"conv1": stage1, "layer1": stage1, "layer2": stage2, "layer3": stage3}
+    return {"conv1": stage1, **dict(zip(RESNET20_STAGES, (stage1, stage2, stage3)))}
 
 
 # The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
@@ -97,7 +101,7 @@ def ratio_label(ratio: float | Mapping[str, float]) -> str:
         ('0.25', '0.5/0/0')
     """
     if isinstance(ratio, Mapping):
-        return "/".join(f"{ratio.get(stage, 0.0):g}" for stage in ("layer1", "layer2", "layer3"))
+        return "/".join(f"{ratio.get(stage, 0.0):g}" for stage in RESNET20_STAGES)
     return f"{ratio:g}"
 
 
