@@ -1,5 +1,6 @@
 """Channel pruning: whole channels leave every coupled layer, the network really shrinks and still trains."""
 import copy
+import sys
 
 import pytest
 import torch
@@ -103,11 +104,49 @@ def test_compare_latency_gives_one_row_per_model_in_order_with_the_first_as_refe
     assert rows[1]["latency_b8_ms"] > 0 and rows[1]["speedup_b8"] > 0
 
 
+class _SeesLayout(torch.nn.Conv2d):
+    """A conv that remembers whether its input and weight came in channels_last."""
+    seen = []
+
+    def forward(self, batch):
+        self.seen.append((batch.is_contiguous(memory_format=torch.channels_last),
+                          self.weight.is_contiguous(memory_format=torch.channels_last)))
+        return super().forward(batch)
+
+
+def test_compare_latency_times_a_channels_last_copy_and_leaves_the_given_model_as_it_was():
+    model = _SeesLayout(3, 8, 3)
+    rows = compare_latency({"conv": model}, batch_sizes=(2,), rounds=1, repeats=1, warmup=0)
+    assert _SeesLayout.seen[-1] == (True, True) and rows[0]["layout"] == "channels_last"
+    assert not model.weight.is_contiguous(memory_format=torch.channels_last)
+    rows = compare_latency({"conv": model}, batch_sizes=(2,), rounds=1, repeats=1, warmup=0,
+                           memory_format=torch.contiguous_format)
+    assert _SeesLayout.seen[-1] == (False, False) and rows[0]["layout"] == "nchw"
+
+
+class _FreshActivations(torch.nn.Module):
+    """Like a forward pass at batch 128: six 8 MiB activations alive at once, all freed at the end."""
+
+    def forward(self, batch):
+        held = [torch.ones(2 * 2**20) for _ in range(6)]
+        return sum(tensor[0] for tensor in held)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and page-fault counts: Linux")
+def test_compare_latency_keeps_freed_memory_so_calls_stop_page_faulting_it_back_in():
+    settings = dict(input_shape=(1, 3, 4, 4), batch_sizes=(2,), rounds=2, repeats=3, warmup=2)
+    returned = compare_latency({"m": _FreshActivations()}, steady_memory=False, **settings)
+    kept = compare_latency({"m": _FreshActivations()}, **settings)
+    assert returned[0]["page_faults_b2"] > 100  # each call faulted its activations in again
+    assert kept[0]["page_faults_b2"] == 0
+
+
 def test_compare_latency_speedup_pairs_the_models_round_by_round(monkeypatch):
     # the reference is slow in rounds 2 and 3 (a busy machine), the other model in round 1 only:
     # its own rounds say 2x twice and 0.5x once; best times alone (10 vs 20 ms) would say 0.5x
     scripted = iter([10.0, 20.0, 40.0, 20.0, 40.0, 20.0])  # round by round: reference, other
-    monkeypatch.setattr(profile, "latency", lambda model, batch, **_: {"median_ms": next(scripted)})
+    monkeypatch.setattr(profile, "latency", lambda model, batch, **_: {"median_ms": next(scripted),
+                                                                    "page_faults": 0.0})
     rows = compare_latency({"reference": torch.nn.Identity(), "other": torch.nn.Identity()}, batch_sizes=(4,),
                            rounds=3)
     assert rows[1]["latency_b4_ms"] == 20.0 and rows[0]["latency_b4_ms"] == 10.0
