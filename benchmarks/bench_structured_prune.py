@@ -12,13 +12,17 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
 (``--rounds``), batch 1 and batch 128, ``torch.get_num_threads()`` threads; each latency is the lowest
-round median, each speed-up the median over the rounds of dense's time over the model's in that round.
+round median, each speed-up the median over the rounds of dense's time over the model's in that round;
+every model in the same memory layout (``--layout``, default channels_last, oneDNN's fast layout on the CPU),
+with freed memory kept in the process (``--memory kept``, ``labkit.profile.keep_freed_memory``: otherwise glibc
+hands each batch-128 call's activations back to the OS and the next call page-faults them in again, a cost that
+follows the activations and the machine's load, not the network's arithmetic).
 Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the table between its
 markers in benchmarks/README.md from the rows of the last run. Time it alone.
 
 Run:
     python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
-    python benchmarks/bench_structured_prune.py --latency-only --ratios 0.15,0.25,0.375 --readme benchmarks/README.md
+    python benchmarks/bench_structured_prune.py --latency-only --all-settings --ratios 0.25,0.5/0/0 --readme benchmarks/README.md
     python benchmarks/bench_structured_prune.py --table-only --runs 3 --readme benchmarks/README.md  # the last 3 runs' rows
     python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
 """
@@ -45,12 +49,13 @@ from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
 
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
 COLUMNS = ("model", "epochs", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
-           "speedup_b1", "latency_b128_ms", "speedup_b128", "machine", "load", "date")
-LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "threads",
-                   "rounds", "load", "date")
+           "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
+LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
+                   "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,6 +68,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "stem with stage 1 (0.5/0/0)")
     parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="channels_last",
+                        help="memory layout every model is timed in (channels_last: oneDNN's fast one on the CPU)")
+    parser.add_argument("--memory", choices=("kept", "returned"), default="kept",
+                        help="kept: freed memory stays in the process while timing (labkit.profile.keep_freed_memory); "
+                             "returned: glibc's default, every batch-128 call page-faults its activations back in")
+    parser.add_argument("--all-settings", action="store_true",
+                        help="with --latency-only: time the models three times: channels_last and NCHW with memory "
+                             "kept, channels_last with memory returned")
     parser.add_argument("--table-only", action="store_true",
                         help="train and time nothing: print (and with --readme write) the last run's rows of --results")
     parser.add_argument("--runs", type=int, default=1, help="with --table-only: how many of the last runs")
@@ -99,7 +112,11 @@ def latency_only(args, ratios: list) -> None:
         model = copy.deepcopy(start_model)
         channel_prune(model, ratio=ratio)
         models[f"channels {ratio_label(ratio)}"] = model.eval()
-    rows = compare_latency(models, rounds=args.rounds)
+    settings = ([("channels_last", "kept"), ("nchw", "kept"), ("channels_last", "returned")] if args.all_settings
+                else [(args.layout, args.memory)])
+    rows = [{**row, "memory": memory} for layout, memory in settings
+            for row in compare_latency(models, rounds=args.rounds, memory_format=LAYOUTS[layout],
+                                       steady_memory=memory == "kept")]
     for row in rows:
         row.update(macs_m=count_macs(models[row["model"]], input_size=(1, 3, 32, 32)) / 1e6, rounds=args.rounds,
                    load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
@@ -151,8 +168,11 @@ def main(argv=None) -> None:
         label = f"channels {ratio_label(ratio)}"
         models[label], minutes[label] = model, (time.perf_counter() - started) / 60
 
-    print(f"timing {len(models)} models side by side, {args.rounds} rounds, {torch.get_num_threads()} threads")
-    timing = {row["model"]: row for row in compare_latency(models, rounds=args.rounds)}
+    print(f"timing {len(models)} models side by side, {args.rounds} rounds, {torch.get_num_threads()} threads, "
+          f"{args.layout}, memory {args.memory}")
+    timing = {row["model"]: row for row in compare_latency(models, rounds=args.rounds,
+                                                                      memory_format=LAYOUTS[args.layout],
+                                                                      steady_memory=args.memory == "kept")}
     start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
     machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")
     rows = []
@@ -163,7 +183,7 @@ def main(argv=None) -> None:
                "params": sum(parameter.numel() for parameter in model.parameters()),
                "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
                "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
-               "epochs": args.epochs, "data": str(root)}
+               "epochs": args.epochs, "memory": args.memory, "data": str(root)}
         rows.append(row)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
