@@ -284,8 +284,9 @@ def keep_freed_memory():
     By default glibc's ``malloc`` gives large blocks (from 128 KiB, rising with use) straight back to the
     OS on ``free``; a forward pass at batch 128 frees its activations, and the next pass then page-faults
     the same memory in again — for the dense ResNet-20 about 30,000 minor faults per call here, a cost
-    that grows with the activations, not the MACs, and that swings with the virtual machine's load. A
-    long-running process (a server, a training loop) rarely pays it. Inside this block the trim and
+    that grows with the activations, not the MACs, and that swings with the virtual machine's load.
+    glibc raises its thresholds as a process frees big blocks, so how much of it a call pays depends
+    on what the process did before (e.g. less right after training). Inside this block the trim and
     mmap thresholds are raised (``mallopt``; 32 MiB is glibc's highest mmap threshold) so repeated calls
     reuse their memory; on leaving, glibc's default thresholds are set again. Off Linux/glibc it changes
     nothing and yields ``False``.
@@ -322,8 +323,8 @@ def compare_latency(models: dict[str, nn.Module], *, input_shape: tuple[int, ...
 
     Every model is timed in the same ``memory_format`` (a copy is converted, weights and input batches
     alike; the models passed in are left as they are). The default, channels_last, is the layout
-    labkit trains in on the CPU and the one oneDNN's CPU convolutions run fastest in — several times
-    faster than NCHW for a layer of 16 channels at 32x32 here — so a speed-up is not inflated by
+    labkit trains in on the CPU and the one oneDNN's CPU convolutions run fastest in (the dense
+    ResNet-20 is faster in it than in NCHW, benchmarks/README.md), so a speed-up is not inflated by
     timing the reference in a slow layout. ``torch.contiguous_format`` times NCHW.
 
     With ``steady_memory`` (the default) the timing runs inside :func:`keep_freed_memory`, so no
