@@ -288,7 +288,9 @@ def keep_freed_memory():
     glibc raises its thresholds as a process frees big blocks, so how much of it a call pays depends
     on what the process did before (e.g. less right after training). Inside this block the trim and
     mmap thresholds are raised (``mallopt``; 32 MiB is glibc's highest mmap threshold) so repeated calls
-    reuse their memory; on leaving, glibc's default thresholds are set again. Off Linux/glibc it changes
+    reuse their memory; on leaving, glibc's default thresholds (128 KiB) are set again, but not its
+    habit of raising the mmap threshold as big blocks are freed: ``mallopt`` cannot hand that back, so
+    afterwards every block from 128 KiB up is returned to the OS when freed. Off Linux/glibc it changes
     nothing and yields ``False``.
 
     Example:
