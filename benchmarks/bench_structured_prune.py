@@ -43,8 +43,8 @@ from labkit.evaluate import evaluate_classification
 from labkit.models.resnet20 import load_pretrained
 from labkit.profile import compare_latency, count_macs
 from labkit.prune import course_sparsity, make_permanent, prune_to
-from labkit.structured_prune import (CPU_STRUCTURED_RECIPE, channel_prune, prune_channels_gradually, ratio_from_list,
-                                     ratio_label)
+from labkit.structured_prune import (CPU_STRUCTURED_RECIPE, IMPORTANCE, channel_prune, prune_channels_gradually,
+                                     ratio_from_list, ratio_label)
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
@@ -52,7 +52,7 @@ from lab03_start import add_common_arguments, data_and_start_model
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
-COLUMNS = ("model", "epochs", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
+COLUMNS = ("model", "epochs", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
            "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
 LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
                    "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
@@ -67,6 +67,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="comma-separated channel fractions: one for every stage (0.25) or one per stage, "
                              "stem with stage 1 (0.5/0/0)")
     parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
+    parser.add_argument("--importance", choices=sorted(IMPORTANCE), default=CPU_STRUCTURED_RECIPE["importance"],
+                        help="how each group's channels are ranked before the weakest go")
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="channels_last",
                         help="memory layout every model is timed in (channels_last: oneDNN's fast one on the CPU)")
@@ -163,7 +165,7 @@ def main(argv=None) -> None:
         model = copy.deepcopy(start_model)
         train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
         started = time.perf_counter()
-        settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs}
+        settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
         prune_channels_gradually(model, train, loaders.valid, device="cpu", **settings)
         label = f"channels {ratio_label(ratio)}"
         models[label], minutes[label] = model, (time.perf_counter() - started) / 60
@@ -183,7 +185,8 @@ def main(argv=None) -> None:
                "params": sum(parameter.numel() for parameter in model.parameters()),
                "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
                "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
-               "epochs": args.epochs, "memory": args.memory, "data": str(root)}
+               "epochs": args.epochs, "importance": args.importance if label.startswith("channels") else None,
+               "memory": args.memory, "data": str(root)}
         rows.append(row)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)

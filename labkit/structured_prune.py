@@ -32,6 +32,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from labkit.gradual_prune import progress_row, train_step
 from labkit.profile import count_macs
@@ -72,7 +73,7 @@ def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[s
 # batch-128 time, measured with the memory kept (benchmarks/README.md).
 CPU_STRUCTURED_RECIPE = {"ratio": resnet20_stage_ratios(0.5, 0.0, 0.0), "epochs": 8,
                          "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02, "distill_alpha": 0.7,
-                         "temperature": 4.0}
+                         "temperature": 4.0, "importance": "l2"}
 
 
 def ratio_from_list(values: list[float], *, name: str = "a channel ratio") -> float | dict[str, float]:
@@ -109,17 +110,37 @@ def _check_ratio(ratio: float, what: str) -> None:
         raise ValueError(f"{what} is the fraction of channels to remove, in [0, 1), e.g. 0.4; got {ratio}")
 
 
+# How a group's channels are ranked before the weakest are removed (Torch-Pruning's importance criteria).
+IMPORTANCE = {
+    "l2": "the L2 norm of each channel's weights over the whole group",
+    "taylor": "|weight x gradient| (first-order Taylor estimate of the loss change); needs .grad filled first",
+    "bn_scale": "the absolute BatchNorm scale (gamma) of each channel",
+}
+
+
+def _importance(name: str):
+    tp = _torch_pruning()
+    makers = {"l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+              "taylor": tp.importance.GroupTaylorImportance, "bn_scale": tp.importance.BNScaleImportance}
+    if name not in makers:
+        raise ValueError(f"importance is one of {sorted(makers)}, got {name!r}")
+    return makers[name]()
+
+
 def channel_pruner(model: nn.Module, *, ratio: float | Mapping[str, float], steps: int = 1,
-                   example_input: torch.Tensor | None = None, keep: tuple[str, ...] = ("fc",)):
+                   example_input: torch.Tensor | None = None, keep: tuple[str, ...] = ("fc",),
+                   importance: str = "l2"):
     """A Torch-Pruning pruner that removes ``ratio`` of each group's channels in ``steps`` calls of ``.step()``.
 
     ``ratio`` is one fraction for every group, or a mapping from module names to fractions (each
     applies to that module and everything inside it, e.g. :func:`resnet20_stage_ratios`; modules not
     named keep their channels). ``example_input`` (default one CIFAR image ``(1, 3, 32, 32)`` on the
     model's device) is traced once to find the coupled layers; modules named in ``keep`` keep their
-    output channels (the classifier's 10 outputs are the classes).
+    output channels (the classifier's 10 outputs are the classes). ``importance`` ranks the channels
+    (:data:`IMPORTANCE`); with ``"taylor"`` call ``loss.backward()`` before every ``.step()``.
     """
     tp = _torch_pruning()
+    ranking = _importance(importance)
     modules = dict(model.named_modules())
     if isinstance(ratio, Mapping):
         unknown = sorted(set(ratio) - set(modules))
@@ -140,7 +161,7 @@ def channel_pruner(model: nn.Module, *, ratio: float | Mapping[str, float], step
     if example_input is None:
         example_input = torch.randn(1, 3, 32, 32, device=next(model.parameters()).device)
     kept = [module for name, module in modules.items() if name in keep]
-    return tp.pruner.MetaPruner(model, example_input, importance=tp.importance.GroupMagnitudeImportance(p=2),
+    return tp.pruner.MetaPruner(model, example_input, importance=ranking,
                                 pruning_ratio=uniform, pruning_ratio_dict=per_module, iterative_steps=steps,
                                 ignored_layers=kept)
 
@@ -167,7 +188,7 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
                              epochs: float = 8, prune_fraction: float = 0.25, prune_steps: int = 4,
                              lr: float = 0.02, momentum: float = 0.9, weight_decay: float = 5e-4,
                              distill_alpha: float = 0.7, temperature: float = 4.0, evaluations: int = 4,
-                             device: str | torch.device = "cpu", log=print) -> list[dict]:
+                             importance: str = "l2", device: str | torch.device = "cpu", log=print) -> list[dict]:
     """Remove ``ratio`` of the channels of ``model`` in ``prune_steps`` steps while fine-tuning it (in place);
     ``ratio`` as in :func:`channel_pruner` (one fraction, or fractions by module name).
 
@@ -175,6 +196,8 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
     SGD steps (the first at step 0); the learning rate follows one cosine from ``lr`` to 0. After each
     pruning step the parameters are new tensors, so the optimizer starts again (momentum is lost, the
     learning rate continues). With ``distill_alpha > 0`` a frozen copy of the dense model is the teacher.
+    ``importance`` ranks the channels (:data:`IMPORTANCE`); ``"taylor"`` takes its gradient from the
+    cross-entropy of the batch at hand, just before each pruning step.
 
     Args:
         train_loader: batches ``(images (N, 3, 32, 32), labels (N,))``, shuffled and augmented.
@@ -197,7 +220,7 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
         teacher.requires_grad_(False)
     example = torch.randn(1, 3, 32, 32, device=device)
     model.eval()
-    pruner = channel_pruner(model, ratio=ratio, steps=prune_steps, example_input=example)
+    pruner = channel_pruner(model, ratio=ratio, steps=prune_steps, example_input=example, importance=importance)
     total_steps = max(1, round(epochs * len(train_loader)))
     last_prune_step = max(0, round(prune_fraction * total_steps) - 1)
     prune_at = {round(last_prune_step * index / max(prune_steps - 1, 1)) for index in range(prune_steps)}
@@ -216,8 +239,12 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
         for images, labels in train_loader:
             if step in prune_at:
                 model.to(memory_format=torch.contiguous_format).eval()
+                if importance == "taylor":
+                    model.zero_grad(set_to_none=True)
+                    F.cross_entropy(model(images.to(device)), labels.to(device)).backward()
                 with torch.no_grad():
                     pruner.step()
+                model.zero_grad(set_to_none=True)
                 model.to(memory_format=layout)
                 optimizer = new_optimizer()
             model.train()

@@ -65,6 +65,22 @@ def test_gradual_channel_pruning_trains_the_thinner_network():
     assert not model.training
 
 
+def test_gradual_taylor_pruning_takes_a_gradient_before_each_step_and_shrinks_like_l2():
+    torch.manual_seed(0)
+    by_norm = resnet20().eval()
+    channel_prune(by_norm, ratio=0.25)
+    model = resnet20()  # Taylor ranking reads every weight's .grad: without a backward pass first it fails
+    prune_channels_gradually(model, _tiny_loader(), ratio=0.25, epochs=1, prune_fraction=1.0, prune_steps=2,
+                             importance="taylor", log=None)
+    assert channel_widths(model) == channel_widths(by_norm)
+    assert all(parameter.grad is None or parameter.grad.shape == parameter.shape for parameter in model.parameters())
+
+
+def test_channel_pruner_refuses_an_unknown_importance_and_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"importance is one of \['bn_scale', 'l2', 'taylor'\], got 'l1'"):
+        channel_prune(resnet20(), ratio=0.25, importance="l1")
+
+
 def test_gradual_channel_pruning_refuses_more_pruning_steps_than_sgd_steps():
     with pytest.raises(ValueError, match="pruning steps do not fit"):
         prune_channels_gradually(resnet20(), _tiny_loader(), ratio=0.25, epochs=1, prune_fraction=0.5,
