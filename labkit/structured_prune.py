@@ -11,8 +11,8 @@ prone; Torch-Pruning (``torch-pruning`` on PyPI; Fang et al., "DepGraph", CVPR 2
 once with an example input, builds the dependency graph and removes each group's channels together.
 
 The recipe here mirrors :func:`labkit.gradual_prune.gradual_prune`: remove channels in a few steps
-during the first ``prune_fraction`` of training (each step ranks the channels of a group by the L2
-norm of their weights and drops the weakest), then fine-tune the thinner network while the learning
+during the first ``prune_fraction`` of training (each step ranks the channels of a group, by default by
+the L2 norm of their weights, and drops the weakest), then fine-tune the thinner network while the learning
 rate decays, with distillation from the dense model as the teacher.
 
 Example:
