@@ -6,8 +6,9 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 - ``unstructured``: a 90%-sparse file written by notebook 03 (``--unstructured``, default what
   ``make real`` wrote); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
 - ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
-  of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), fine-tuned ``--epochs`` epochs with
-  distillation on the training split minus the 5,000 validation images (seed 0).
+  of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), ranked by ``--importance``,
+  fine-tuned ``--epochs`` epochs with distillation on the training split minus the 5,000 validation images
+  (seed 0).
 
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
@@ -52,8 +53,8 @@ from lab03_start import add_common_arguments, data_and_start_model
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
-COLUMNS = ("model", "epochs", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop", "latency_b1_ms",
-           "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
+COLUMNS = ("model", "epochs", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop",
+           "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
 LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
                    "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
 
