@@ -8,7 +8,8 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 - ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
   of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), ranked by ``--importance``,
   fine-tuned ``--epochs`` epochs with distillation on the training split minus the 5,000 validation images
-  (seed 0).
+  (``--seed``, default 0), or on every training image with ``--valid-size 0`` (the fine-tuning chooses nothing on validation,
+  it only reports it).
 
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
@@ -53,7 +54,7 @@ from lab03_start import add_common_arguments, data_and_start_model
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
-COLUMNS = ("model", "epochs", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop",
+COLUMNS = ("model", "epochs", "seed", "fine_tune_images", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop",
            "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
 LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
                    "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
@@ -70,6 +71,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
     parser.add_argument("--importance", choices=sorted(IMPORTANCE), default=CPU_STRUCTURED_RECIPE["importance"],
                         help="how each group's channels are ranked before the weakest go")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning's batch order and augmentation")
+    parser.add_argument("--valid-size", type=int, default=None,
+                        help="validation images held out of fine-tuning (default 5,000); 0: fine-tune on all of them")
     parser.add_argument("--rounds", type=int, default=15, help="latency rounds (every model once per round)")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="channels_last",
                         help="memory layout every model is timed in (channels_last: oneDNN's fast one on the CPU)")
@@ -137,8 +141,10 @@ def last_run_rows(path: Path, runs: int = 1) -> list[dict]:
 
 def write_table(rows: list[dict], readme: str | None, *, columns=COLUMNS, markers=MARKERS) -> None:
     """Print the table; with ``readme``, also rewrite it between ``markers`` there. Only the channel-pruned
-    models were fine-tuned here, so only their rows show ``epochs``."""
-    rows = [{**row, "epochs": row.get("epochs") if row["model"].startswith("channels") else None} for row in rows]
+    models were fine-tuned here, so only their rows show ``epochs``, ``seed`` and ``fine_tune_images`` (blank in runs
+    before those columns: seed 0, 20,000 images)."""
+    rows = [{**row, **{key: row.get(key) if row["model"].startswith("channels") else None
+                       for key in ("epochs", "seed", "fine_tune_images")}} for row in rows]
     table = format_table(rows, columns=columns, digits=2)
     print(table, flush=True)
     if readme:
@@ -157,17 +163,18 @@ def main(argv=None) -> None:
     if args.latency_only:
         latency_only(args, ratios)
         return
-    root, loaders, start_model = data_and_start_model(args)
+    root, loaders, start_model = data_and_start_model(args, valid_size=args.valid_size)
+    valid = loaders.valid if len(loaders.valid.dataset) else None
     models, minutes = {"dense": start_model}, {"dense": 0.0}
     sparse, name = unstructured_model(start_model, Path(args.unstructured))
     models[name], minutes[name] = sparse, None
     for ratio in ratios:
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         model = copy.deepcopy(start_model)
-        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
+        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=args.seed)
         started = time.perf_counter()
         settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
-        prune_channels_gradually(model, train, loaders.valid, device="cpu", **settings)
+        prune_channels_gradually(model, train, valid, device="cpu", **settings)
         label = f"channels {ratio_label(ratio)}"
         models[label], minutes[label] = model, (time.perf_counter() - started) / 60
 
@@ -187,7 +194,7 @@ def main(argv=None) -> None:
                "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
                "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
                "epochs": args.epochs, "importance": args.importance if label.startswith("channels") else None,
-               "memory": args.memory, "data": str(root)}
+               "memory": args.memory, "data": str(root), "fine_tune_images": len(loaders.train.dataset), "seed": args.seed}
         rows.append(row)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
