@@ -8,8 +8,8 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 - ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
   of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), ranked by ``--importance``,
   fine-tuned ``--epochs`` epochs with distillation on the training split minus the 5,000 validation images
-  (``--seed``, default 0), or on every training image with ``--valid-size 0`` (the fine-tuning chooses nothing on validation,
-  it only reports it).
+  (``--seed``, default 0), or on every training image with ``--valid-size 0`` (the fine-tuning chooses
+  nothing on validation, it only reports it).
 
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
@@ -54,8 +54,8 @@ from lab03_start import add_common_arguments, data_and_start_model
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
-COLUMNS = ("model", "epochs", "seed", "fine_tune_images", "importance", "minutes", "zeros", "macs_m", "params", "test_accuracy", "drop",
-           "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
+COLUMNS = ("model", "epochs", "seed", "fine_tune_images", "importance", "minutes", "zeros", "macs_m", "params",
+           "test_accuracy", "drop", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
 LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
                    "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
 
@@ -171,7 +171,8 @@ def main(argv=None) -> None:
     for ratio in ratios:
         torch.manual_seed(args.seed)
         model = copy.deepcopy(start_model)
-        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=args.seed)
+        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True,
+                                      seed=args.seed)
         started = time.perf_counter()
         settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
         prune_channels_gradually(model, train, valid, device="cpu", **settings)
@@ -194,7 +195,8 @@ def main(argv=None) -> None:
                "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
                "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
                "epochs": args.epochs, "importance": args.importance if label.startswith("channels") else None,
-               "memory": args.memory, "data": str(root), "fine_tune_images": len(loaders.train.dataset), "seed": args.seed}
+               "memory": args.memory, "data": str(root), "fine_tune_images": len(loaders.train.dataset),
+               "seed": args.seed}
         rows.append(row)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, results: str) -> ar
     return parser
 
 
-def data_and_start_model(args, *, valid_size: int | None = None) -> tuple[Path, cifar10.CifarLoaders, torch.nn.Module]:
-    """The CIFAR-10 root, its (train, valid, test) loaders (batch 128; ``valid_size`` validation images,
-    default 5,000, as :func:`labkit.data.cifar10.cifar10_loaders`) and the starting model, in eval mode.
+def data_and_start_model(args, *, valid_size: int | None = None
+                         ) -> tuple[Path, cifar10.CifarLoaders, torch.nn.Module]:
+    """The CIFAR-10 root, its (train, valid, test) loaders (batch 128; ``valid_size`` validation images as in
+    :func:`labkit.data.cifar10.cifar10_loaders`, 0 for none) and the starting model, in eval mode.
 
     With ``--fixture``: a synthetic CIFAR-10 in a temporary folder and a ResNet-20 trained on it for 3 epochs.
     """
@@ -39,7 +40,8 @@ def data_and_start_model(args, *, valid_size: int | None = None) -> tuple[Path, 
     loaders = cifar10.cifar10_loaders(root, batch_size=128, valid_size=valid_size)
     if args.fixture:
         start_model = resnet20()
-        train_baseline(start_model, loaders.train, valid_loader=loaders.valid if valid_size != 0 else None, epochs=3, lr=0.05, device="cpu")
+        valid = loaders.valid if valid_size != 0 else None
+        train_baseline(start_model, loaders.train, valid_loader=valid, epochs=3, lr=0.05, device="cpu")
     else:
         start_model = load_pretrained(args.pretrained)
     return root, loaders, start_model.eval()
