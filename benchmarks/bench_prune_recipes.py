@@ -11,7 +11,10 @@ split. Recipes:
   first half of the steps, then fine-tuning at the final sparsity, one cosine learning rate);
 - ``gradual+kd``: the same with distillation from the dense starting model (``CPU_GRADUAL_RECIPE``).
 
-``--epochs`` sets the gradual recipes' budget (default: ``CPU_GRADUAL_RECIPE``'s). Every run
+``--epochs`` sets the gradual recipes' budget (default: ``CPU_GRADUAL_RECIPE``'s); ``--lr``,
+``--distill-alpha``, ``--prune-fraction`` and ``--ranking`` (``magnitude``: global ``|w|``; ``lamp``:
+layer-adaptive scores, ``labkit.prune.lamp_scores``) change one setting of theirs each, and every row
+names the settings it ran with. Every run
 appends its row to ``--results`` (JSON lines), so runs of different budgets, made one after the
 other, end up in one table (``load``: the 5-minute load average at the end of the run; above the
 number of threads, other jobs were slowing it down); ``--readme`` rewrites the table in benchmarks/README.md between its
@@ -37,7 +40,7 @@ import torch
 from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
 from labkit.gradual_prune import CPU_GRADUAL_RECIPE, gradual_prune
-from labkit.prune import CPU_RECIPE, course_sparsity, iterative_prune
+from labkit.prune import CPU_RECIPE, RANKINGS, course_sparsity, iterative_prune
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
@@ -52,11 +55,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipes", default="gradual+kd", help="comma-separated, from " + ", ".join(RECIPES))
     parser.add_argument("--epochs", type=float, default=CPU_GRADUAL_RECIPE["epochs"],
                         help="training epochs of the gradual recipes")
+    parser.add_argument("--lr", type=float, default=CPU_GRADUAL_RECIPE["lr"], help="gradual: peak learning rate")
+    parser.add_argument("--distill-alpha", type=float, default=CPU_GRADUAL_RECIPE["distill_alpha"],
+                        help="gradual+kd: weight of the distillation term")
+    parser.add_argument("--prune-fraction", type=float, default=CPU_GRADUAL_RECIPE["prune_fraction"],
+                        help="gradual: share of the steps that raise the sparsity")
+    parser.add_argument("--ranking", choices=RANKINGS, default=CPU_GRADUAL_RECIPE["ranking"],
+                        help="gradual: which weights go first (global |w| or LAMP scores)")
     return parser
 
 
-def run_recipe(name: str, model, loaders, *, epochs: float) -> dict:
-    """Prune ``model`` in place with one recipe; returns its epochs, seconds and final sparsity."""
+def gradual_settings(name: str, args) -> dict:
+    """``CPU_GRADUAL_RECIPE`` with the command line's epochs, lr, alpha, prune fraction and ranking."""
+    settings = {**CPU_GRADUAL_RECIPE, "epochs": args.epochs, "lr": args.lr, "distill_alpha": args.distill_alpha,
+                "prune_fraction": args.prune_fraction, "ranking": args.ranking}
+    if name == "gradual":
+        settings["distill_alpha"] = 0.0
+    return settings
+
+
+def run_recipe(name: str, model, loaders, *, settings: dict) -> dict:
+    """Prune ``model`` in place with one recipe (``settings``: the gradual ones'); returns its epochs,
+    minutes and final sparsity."""
     started = time.perf_counter()
     if name == "iterative":
         rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_RECIPE["targets"],
@@ -64,17 +84,15 @@ def run_recipe(name: str, model, loaders, *, epochs: float) -> dict:
                                  device="cpu", progress=False)
         spent = sum(row["epochs"] for row in rounds)
     else:
-        settings = {**CPU_GRADUAL_RECIPE, "epochs": epochs}
-        if name == "gradual":
-            settings["distill_alpha"] = 0.0
         train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
         gradual_prune(model, train, loaders.valid, device="cpu", **settings)
-        spent = epochs
+        spent = settings["epochs"]
     return {"epochs": spent, "minutes": (time.perf_counter() - started) / 60, "sparsity": course_sparsity(model)}
 
 
 def write_readme(path: Path, rows: list[dict]) -> None:
-    columns = ("recipe", "epochs", "minutes", "sparsity", "valid_accuracy", "test_accuracy", "drop", "machine", "load", "date")
+    columns = ("recipe", "epochs", "lr", "alpha", "prune_fraction", "ranking", "minutes", "sparsity",
+               "valid_accuracy", "test_accuracy", "drop", "machine", "load", "date")
     table = format_table(rows, columns=columns, digits=2)
     path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
 
@@ -94,7 +112,11 @@ def main(argv=None) -> None:
     for name in names:
         torch.manual_seed(0)
         model = copy.deepcopy(start_model)
-        row = {"recipe": name, **run_recipe(name, model, loaders, epochs=args.epochs)}
+        settings = gradual_settings(name, args)
+        row = {"recipe": name, **run_recipe(name, model, loaders, settings=settings)}
+        if name != "iterative":
+            row.update(lr=settings["lr"], alpha=settings["distill_alpha"], prune_fraction=settings["prune_fraction"],
+                       ranking=settings["ranking"])
         row["valid_accuracy"] = evaluate_classification(model, loaders.valid, device="cpu")["accuracy"]
         row["test_accuracy"] = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
         row["drop"] = start_accuracy - row["test_accuracy"]

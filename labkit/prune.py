@@ -44,6 +44,9 @@ PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)  # the layers the course's sparsity coun
 # (per-layer L1), once, and keep them out of the global ranking.
 DEFAULT_LIGHT_LAYERS = {"conv1": 0.3, "fc": 0.3}
 
+# How prune_to ranks the weights of the big layers against each other (see weight_scores).
+RANKINGS = ("magnitude", "lamp")
+
 # Round-by-round schedules (iterative_prune). Notebook 03's FULL mode uses labkit.gradual_prune
 # instead: on real CIFAR-10 the CPU schedule below stopped at 85% (the 90% round fell below the
 # floor) after 6 of its 30 minutes; benchmarks/bench_prune_recipes.py compares both.
@@ -108,16 +111,51 @@ def layer_sparsity(model: nn.Module) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- ranking
+def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP score of every entry of one layer's weight (Lee et al., 2021), same shape as ``weight``:
+
+        score(u) = w_u^2 / (sum of w_v^2 over the layer's entries with |w_v| >= |w_u|)
+
+    A layer's largest weight scores 1, and a weight scores low when the layer's larger weights carry
+    most of its energy, so scores compare across layers whatever each layer's scale (after a
+    BatchNorm, a layer's scale says nothing about its importance). Zeros score 0.
+
+    Example:
+        >>> [round(score, 3) for score in lamp_scores(torch.tensor([1.0, -2.0, 0.0, 3.0])).tolist()]
+        [0.071, 0.308, 0.0, 1.0]
+    """
+    squares = weight.detach().flatten() ** 2
+    ascending, order = squares.sort()
+    energy_at_or_above = ascending.flip(0).cumsum(0).flip(0).clamp_min(torch.finfo(squares.dtype).tiny)
+    scores = torch.empty_like(squares)
+    scores[order] = ascending / energy_at_or_above
+    return scores.view_as(weight)
+
+
+def weight_scores(layer: nn.Module, ranking: str = "magnitude") -> torch.Tensor:
+    """What :func:`prune_to` ranks a layer's weights by: ``|w|`` (``"magnitude"``) or :func:`lamp_scores`."""
+    weight = effective_weight(layer).detach()
+    if ranking == "magnitude":
+        return weight.abs()
+    if ranking == "lamp":
+        return lamp_scores(weight)
+    raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+
+
 # ----------------------------------------------------------------------------- pruning
 def prune_to(model: nn.Module, target: float, *,
-             light_layers: Mapping[str, float] = DEFAULT_LIGHT_LAYERS) -> float:
+             light_layers: Mapping[str, float] = DEFAULT_LIGHT_LAYERS, ranking: str = "magnitude") -> float:
     """Prune ``model`` until ``target`` (a fraction, e.g. 0.9) of its conv/linear weights are zero.
 
     Layers named in ``light_layers`` are pruned on their own to their fraction (0 keeps them whole);
     all other Conv2d/Linear weights are ranked together by ``|w|`` (``prune.global_unstructured``
-    with L1) and the smallest are removed until the whole model reaches ``target``. Calling it again
+    with L1; ``ranking="lamp"``: by :func:`lamp_scores`) and the lowest are removed until the whole
+    model reaches ``target``. Calling it again
     with a higher target prunes further; masks already there are kept. Returns the course sparsity (%).
     """
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
     layers = prunable_layers(model)
     unknown = set(light_layers) - set(layers)
     if unknown:
@@ -140,7 +178,7 @@ def prune_to(model: nn.Module, target: float, *,
         prune.global_unstructured(
             [(layer, "weight") for layer in ranked], pruning_method=prune.L1Unstructured,
             amount=to_remove,
-            importance_scores={(layer, "weight"): effective_weight(layer).detach() for layer in ranked})
+            importance_scores={(layer, "weight"): weight_scores(layer, ranking) for layer in ranked})
     ### END SOLUTION
     return course_sparsity(model)
 

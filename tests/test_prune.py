@@ -67,6 +67,41 @@ def test_global_ranking_removes_the_smallest_magnitudes():
     assert torch.cat(removed).max() <= torch.cat(kept).min()
 
 
+def two_conv_model_with_one_small_scale_layer() -> nn.Sequential:
+    """Two 8x8x3x3 convolutions (576 weights each, |w| in [1, 2)); the second's weights are 100x
+    smaller, as a layer before a BatchNorm may be without being less important."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3))
+    with torch.no_grad():
+        for conv, scale in ((model[0], 1.0), (model[2], 0.01)):
+            conv.weight.copy_(scale * (1 + torch.rand_like(conv.weight)) * torch.randn_like(conv.weight).sign())
+    return model
+
+
+def test_magnitude_ranking_empties_a_small_scale_layer_and_lamp_does_not():
+    by_magnitude, by_lamp = two_conv_model_with_one_small_scale_layer(), two_conv_model_with_one_small_scale_layer()
+    assert prune.prune_to(by_magnitude, 0.5, light_layers={}) == 50.0
+    assert prune.prune_to(by_lamp, 0.5, light_layers={}, ranking="lamp") == 50.0
+    magnitude_rows = {row["layer"]: row["sparsity"] for row in prune.layer_sparsity(by_magnitude)}
+    lamp_rows = {row["layer"]: row["sparsity"] for row in prune.layer_sparsity(by_lamp)}
+    assert magnitude_rows["2"] == 100.0  # |w| compares scales, not importance
+    assert 25.0 < lamp_rows["2"] < 75.0  # LAMP scores are scale-free: both layers lose about half
+
+
+def test_lamp_scores_are_scale_free_and_order_each_layer_by_magnitude():
+    weight = torch.randn(16, 8, 3, 3)
+    scores = prune.lamp_scores(weight)
+    assert torch.allclose(scores, prune.lamp_scores(100 * weight))
+    by_magnitude = scores.flatten()[weight.abs().flatten().argsort()]
+    assert (by_magnitude.diff() >= 0).all()
+    assert scores.max() == 1.0
+
+
+def test_prune_to_refuses_an_unknown_ranking():
+    with pytest.raises(ValueError, match="ranking must be one of"):
+        prune.prune_to(resnet20(), 0.5, ranking="random")
+
+
 def test_pruning_again_keeps_earlier_zeros_and_counts_unmasked_zeros():
     model = resnet20()
     prune.prune_to(model, 0.5)
