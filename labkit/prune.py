@@ -133,14 +133,17 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
     return scores.view_as(weight)
 
 
+def check_ranking(ranking: str) -> str:
+    """``ranking`` if it is one of :data:`RANKINGS`, else a ValueError naming them."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    return ranking
+
+
 def weight_scores(layer: nn.Module, ranking: str = "magnitude") -> torch.Tensor:
     """What :func:`prune_to` ranks a layer's weights by: ``|w|`` (``"magnitude"``) or :func:`lamp_scores`."""
     weight = effective_weight(layer).detach()
-    if ranking == "magnitude":
-        return weight.abs()
-    if ranking == "lamp":
-        return lamp_scores(weight)
-    raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    return weight.abs() if check_ranking(ranking) == "magnitude" else lamp_scores(weight)
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -154,8 +157,7 @@ def prune_to(model: nn.Module, target: float, *,
     model reaches ``target``. Calling it again
     with a higher target prunes further; masks already there are kept. Returns the course sparsity (%).
     """
-    if ranking not in RANKINGS:
-        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    check_ranking(ranking)  # before anything is pruned
     layers = prunable_layers(model)
     unknown = set(light_layers) - set(layers)
     if unknown:
