@@ -1,0 +1,122 @@
+"""Notebook 01's CPU recipe and variants of it on the real Pets images: validation Dice and minutes.
+
+Trains ``UNet(base_channels, depth=4)`` exactly as notebook 01 does on a CPU (``BCEDiceLoss``,
+AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, seed 0, cached images,
+``pets.train_transform`` with the zoom range ``--scale``) and changes one setting per run from the
+command line. The defaults are the notebook's ``FULL_CPU`` recipe: 60 epochs, batch 16, 128 px,
+base 16, AdamW 3e-3 with weight decay 1e-4, one-cycle schedule, zoom 0.25.
+
+It never looks at the test split: recipes are compared on the 25 validation images, and the chosen
+one is measured once on the test images by notebook 01 itself (``make real``). Every run appends its
+row to ``--results`` (JSON lines); ``--readme`` rewrites the table in benchmarks/README.md between its
+markers from all rows there. ``minutes``: training passes only, as the notebook's ``train_minutes``.
+Time each run alone: two jobs on two cores slow each other.
+
+Run:
+    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the recipe, ~7 min
+    python benchmarks/bench_pets_recipes.py --image-size 160 --epochs 45
+    python benchmarks/bench_pets_recipes.py --fixture --epochs 2 --results /tmp/rows.jsonl  # smoke test
+    python benchmarks/bench_pets_recipes.py --table-only --readme benchmarks/README.md     # table from the rows
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from labkit.compare import make_scheduler
+from labkit.data import pets
+from labkit.device import seed_everything
+from labkit.evaluate import evaluate_segmentation
+from labkit.losses import BCEDiceLoss
+from labkit.models.unet import UNet
+from labkit.tables import format_table
+from labkit.tools.readme_table import replace_marked_section
+from labkit.train import fit
+
+MARKERS = ("<!-- pets-recipes:begin -->", "<!-- pets-recipes:end -->")
+COLUMNS = ("epochs", "batch_size", "image_size", "base_channels", "lr", "weight_decay", "scale", "bilinear",
+           "minutes", "best_epoch", "valid_dice", "machine", "load", "date")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/oxford-iiit-pet-real", help="Oxford-IIIT Pet root")
+    parser.add_argument("--fixture", action="store_true", help="synthetic pets instead of --data")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=128, help="square side in pixels")
+    parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--scale", type=float, default=0.25, help="zoom range of the augmentation")
+    parser.add_argument("--bilinear", action="store_true", help="bilinear upsampling instead of transposed convs")
+    parser.add_argument("--results", default="runs/bench_pets_recipes/rows.jsonl", help="JSON lines, appended")
+    parser.add_argument("--readme", help="rewrite the table between the markers of this file")
+    parser.add_argument("--table-only", action="store_true", help="with --readme: rewrite the table, train nothing")
+    return parser
+
+
+def train_recipe(root: Path, args) -> dict:
+    """Train one recipe on ``root``'s train split; returns its minutes, best epoch and validation Dice."""
+    seed_everything(0)  # the initial weights too, so a rerun gives the same row
+    size = args.image_size
+    train_set = pets.OxfordIIITPet(root, "train", image_size=size, cache=True,
+                                   transform=pets.train_transform(size, seed=0, scale=args.scale))
+    valid_set = pets.OxfordIIITPet(root, "valid", image_size=size, cache=True)
+    loader_args = dict(batch_size=args.batch_size, num_workers=0, worker_init_fn=pets.seed_augmentation_worker)
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
+    valid_loader = DataLoader(valid_set, **loader_args)
+    model = UNet(classes=1, base_channels=args.base_channels, depth=4, bilinear=args.bilinear)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=args.epochs, lr=args.lr,
+                                         steps_per_epoch=len(train_loader))
+    result = fit(model, train_loader, loss_fn=BCEDiceLoss(), epochs=args.epochs, optimizer=optimizer,
+                 scheduler=scheduler, scheduler_per_step=per_step, valid_loader=valid_loader,
+                 evaluate=evaluate_segmentation, monitor="dice", device="cpu", seed=0, progress=False, log=None)
+    return {"minutes": sum(row["seconds"] for row in result["history"]) / 60,
+            "best_epoch": result["best_epoch"], "valid_dice": result["best_metric"]}
+
+
+def write_readme(path: Path, results: Path) -> None:
+    """Rewrite the table between ``MARKERS`` in ``path`` from every row in ``results``."""
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    table = format_table(rows, columns=COLUMNS, digits=4)
+    path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
+    print(f"wrote {len(rows)} rows into {path}")
+
+
+def main(argv=None) -> None:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.table_only and not args.readme:
+        parser.error("--table-only rewrites the --readme table: name the file with --readme")
+    if args.table_only:
+        return write_readme(Path(args.readme), Path(args.results))
+    if args.fixture:
+        root = pets.make_fixture(Path(tempfile.mkdtemp()) / "oxford-iiit-pet-fixture", n_trainval=40, n_test=10)
+    else:
+        root = pets.check_root(args.data)
+    row = {key: getattr(args, key) for key in COLUMNS[:8]}
+    row.update(train_recipe(root, args))
+    row.update(machine=f"{platform.machine()}, {torch.get_num_threads()} threads" + (", fixture" if args.fixture else ""),
+               load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
+    print(format_table([row], columns=COLUMNS, digits=4), flush=True)
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as file:
+        file.write(json.dumps(row) + "\n")
+    if args.readme:
+        write_readme(Path(args.readme), results)
+
+
+if __name__ == "__main__":
+    main()
