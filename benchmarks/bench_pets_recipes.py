@@ -13,7 +13,7 @@ markers from all rows there. ``minutes``: training passes only, as the notebook'
 Time each run alone: two jobs on two cores slow each other.
 
 Run:
-    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the recipe, ~7 min
+    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the recipe, 8-9 min
     python benchmarks/bench_pets_recipes.py --image-size 160 --epochs 45
     python benchmarks/bench_pets_recipes.py --fixture --epochs 2 --results /tmp/rows.jsonl  # smoke test
     python benchmarks/bench_pets_recipes.py --table-only --readme benchmarks/README.md     # table from the rows
