@@ -61,6 +61,29 @@ def test_a_diverging_loss_stops_training_with_a_clear_error(tiny_loader):
             progress=False, log=None)
 
 
+def test_cpu_bfloat16_runs_the_forward_in_bfloat16_and_the_loss_in_float32(tiny_loader):
+    seen = {"forward": set(), "loss": set()}
+    model = torch.nn.Linear(4, 2)
+    model.register_forward_hook(lambda module, inputs, output: seen["forward"].add(output.dtype))
+
+    def loss_fn(outputs, targets):
+        seen["loss"].add(outputs.dtype)
+        return torch.nn.functional.cross_entropy(outputs, targets)
+    result = fit(model, tiny_loader, loss_fn=loss_fn, epochs=1, device="cpu", cpu_bfloat16=True,
+                 progress=False, log=None)
+    assert seen == {"forward": {torch.bfloat16}, "loss": {torch.float32}}
+    assert model.weight.dtype == torch.float32 and math.isfinite(result["history"][0]["train_loss"])
+
+
+def test_training_stays_float32_unless_cpu_bfloat16_is_asked_for(tiny_loader):
+    seen = set()
+    model = torch.nn.Linear(4, 2)
+    model.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    fit(model, tiny_loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=1, device="cpu",
+        progress=False, log=None)
+    assert seen == {torch.float32}
+
+
 def test_short_training_on_the_pet_fixture_beats_both_trivial_baselines(trained_unet):
     from labkit.data import pets
     test_set = pets.OxfordIIITPet(trained_unet["data"], "test", image_size=64, cache=True)
