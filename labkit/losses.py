@@ -28,14 +28,29 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, *, eps: float = 
     return (1.0 - (2.0 * intersection + eps) / (total + eps)).mean()
 
 
-class BCEDiceLoss(nn.Module):
-    """``bce_weight * BCEWithLogits + dice_weight * soft Dice``: BCE for per-pixel calibration,
-    Dice for the overlap the course grades."""
+def lovasz_hinge(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary Lovasz hinge (Berman et al., CVPR 2018) per image, averaged over the batch.
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0):
+    A surrogate of ``1 - IoU`` of the mask ``logit > 0``: the hinge errors ``1 - logit * sign``
+    (sign +1 on the pet, -1 elsewhere) sorted in decreasing order, weighted by :func:`lovasz_grad`.
+    """
+    losses = []
+    for image_logits, image_targets in zip(logits.float().flatten(1), targets.float().flatten(1)):
+        errors = 1.0 - image_logits * (2.0 * image_targets - 1.0)
+        errors_sorted, order = torch.sort(errors, descending=True)
+        losses.append(torch.dot(F.relu(errors_sorted), lovasz_grad(image_targets[order])))
+    return torch.stack(losses).mean()
+
+
+class BCEDiceLoss(nn.Module):
+    """``bce_weight * BCEWithLogits + dice_weight * soft Dice (+ lovasz_weight * Lovasz hinge)``:
+    BCE for per-pixel calibration, Dice for the overlap the course grades."""
+
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, lovasz_weight: float = 0.0):
         super().__init__()
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
+        self.lovasz_weight = lovasz_weight
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if logits.shape != targets.shape:
@@ -44,6 +59,8 @@ class BCEDiceLoss(nn.Module):
         loss = self.bce_weight * F.binary_cross_entropy_with_logits(logits, targets.float())
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice_loss(logits, targets)
+        if self.lovasz_weight:
+            loss = loss + self.lovasz_weight * lovasz_hinge(logits, targets)
         return loss
 
 
