@@ -1,10 +1,13 @@
 """Notebook 01's CPU recipe and variants of it on the real Pets images: validation Dice and minutes.
 
-Trains ``UNet(base_channels, depth=4)`` exactly as notebook 01 does on a CPU (``BCEDiceLoss``,
-AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, seed 0, cached images,
+Trains ``UNet(base_channels, depth)`` exactly as notebook 01 does on a CPU (``BCEDiceLoss``,
+AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, ``--seed`` 0, cached images,
 ``pets.train_transform`` with the zoom range ``--scale``) and changes one setting per run from the
-command line. The defaults are the notebook's ``FULL_CPU`` recipe: 60 epochs, batch 16, 128 px,
-base 16, AdamW 3e-3 with weight decay 1e-4, one-cycle schedule, zoom 0.25.
+command line. The defaults are the baseline every row is compared with, notebook 01's first
+``FULL_CPU`` recipe: 60 epochs, batch 16, 128 px, base 16, depth 4, AdamW 3e-3 with weight decay 1e-4,
+one-cycle schedule, zoom 0.25, float32, BCE + soft Dice. The notebook's recipe now, on a CPU with
+bfloat16 units, is ``--bf16 --epochs 100 --lovasz 0.5`` (the rows that chose it are in
+benchmarks/README.md). Rows written before an option existed are read with its default.
 
 It never looks at the test split: recipes are compared on the 25 validation images, and the chosen
 one is measured once on the test images by notebook 01 itself (``make real``). Every run appends its
@@ -13,8 +16,9 @@ markers from all rows there. ``minutes``: training passes only, as the notebook'
 Time each run alone: two jobs on two cores slow each other.
 
 Run:
-    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the recipe, 8-9 min
+    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the baseline, 8-9 min
     python benchmarks/bench_pets_recipes.py --image-size 160 --epochs 45
+    python benchmarks/bench_pets_recipes.py --bf16 --epochs 100 --lovasz 0.5 --seed 1  # notebook 01 now
     python benchmarks/bench_pets_recipes.py --fixture --epochs 2 --results /tmp/rows.jsonl  # smoke test
     python benchmarks/bench_pets_recipes.py --table-only --readme benchmarks/README.md     # table from the rows
 """
@@ -42,8 +46,8 @@ from labkit.tools.readme_table import replace_marked_section
 from labkit.train import fit
 
 MARKERS = ("<!-- pets-recipes:begin -->", "<!-- pets-recipes:end -->")
-COLUMNS = ("epochs", "batch_size", "image_size", "base_channels", "lr", "weight_decay", "scale", "bilinear",
-           "minutes", "best_epoch", "valid_dice", "machine", "load", "date")
+COLUMNS = ("epochs", "batch_size", "image_size", "base_channels", "depth", "lr", "weight_decay", "scale",
+           "bilinear", "lovasz", "bf16", "seed", "minutes", "best_epoch", "valid_dice", "machine", "load", "date")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -55,40 +59,48 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=128, help="square side in pixels")
     parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--lovasz", type=float, default=0.0, help="weight of the Lovasz hinge loss term")
+    parser.add_argument("--depth", type=int, default=4, help="UNet down-sampling steps")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (fit's cpu_bfloat16)")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights, shuffling and augmentation")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--scale", type=float, default=0.25, help="zoom range of the augmentation")
     parser.add_argument("--bilinear", action="store_true", help="bilinear upsampling instead of transposed convs")
-    parser.add_argument("--results", default="runs/bench_pets_recipes/rows.jsonl", help="JSON lines, appended")
+    parser.add_argument("--results", default="benchmarks/rows/pets_recipes.jsonl", help="JSON lines, appended")
     parser.add_argument("--readme", help="rewrite the table between the markers of this file")
     parser.add_argument("--table-only", action="store_true", help="with --readme: rewrite the table, train nothing")
     return parser
 
 
-def train_recipe(root: Path, args) -> dict:
-    """Train one recipe on ``root``'s train split; returns its minutes, best epoch and validation Dice."""
-    seed_everything(0)  # the initial weights too, so a rerun gives the same row
+def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
+    """Train one recipe on ``root``'s train split; returns its minutes, best epoch and validation Dice.
+
+    ``cache_dir``: where the decoded images are cached (default: the per-user cache folder).
+    """
+    seed_everything(args.seed)  # the initial weights too, so a rerun gives the same row
     size = args.image_size
-    train_set = pets.OxfordIIITPet(root, "train", image_size=size, cache=True,
-                                   transform=pets.train_transform(size, seed=0, scale=args.scale))
-    valid_set = pets.OxfordIIITPet(root, "valid", image_size=size, cache=True)
+    train_set = pets.OxfordIIITPet(root, "train", image_size=size, cache=True, cache_dir=cache_dir,
+                                   transform=pets.train_transform(size, seed=args.seed, scale=args.scale))
+    valid_set = pets.OxfordIIITPet(root, "valid", image_size=size, cache=True, cache_dir=cache_dir)
     loader_args = dict(batch_size=args.batch_size, num_workers=0, worker_init_fn=pets.seed_augmentation_worker)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
     valid_loader = DataLoader(valid_set, **loader_args)
-    model = UNet(classes=1, base_channels=args.base_channels, depth=4, bilinear=args.bilinear)
+    model = UNet(classes=1, base_channels=args.base_channels, depth=args.depth, bilinear=args.bilinear)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=args.epochs, lr=args.lr,
                                          steps_per_epoch=len(train_loader))
-    result = fit(model, train_loader, loss_fn=BCEDiceLoss(), epochs=args.epochs, optimizer=optimizer,
+    result = fit(model, train_loader, loss_fn=BCEDiceLoss(lovasz_weight=args.lovasz), epochs=args.epochs, optimizer=optimizer,
                  scheduler=scheduler, scheduler_per_step=per_step, valid_loader=valid_loader,
-                 evaluate=evaluate_segmentation, monitor="dice", device="cpu", seed=0, progress=False, log=None)
+                 evaluate=evaluate_segmentation, monitor="dice", device="cpu", seed=args.seed, cpu_bfloat16=args.bf16, progress=False, log=None)
     return {"minutes": sum(row["seconds"] for row in result["history"]) / 60,
             "best_epoch": result["best_epoch"], "valid_dice": result["best_metric"]}
 
 
 def write_readme(path: Path, results: Path) -> None:
     """Rewrite the table between ``MARKERS`` in ``path`` from every row in ``results``."""
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    defaults = vars(get_args_parser().parse_args([]))  # a row without an option was taken before it existed
+    rows = [{**defaults, **json.loads(line)} for line in results.read_text().splitlines() if line.strip()]
     table = format_table(rows, columns=COLUMNS, digits=4)
     path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
     print(f"wrote {len(rows)} rows into {path}")
@@ -101,12 +113,14 @@ def main(argv=None) -> None:
         parser.error("--table-only rewrites the --readme table: name the file with --readme")
     if args.table_only:
         return write_readme(Path(args.readme), Path(args.results))
-    if args.fixture:
-        root = pets.make_fixture(Path(tempfile.mkdtemp()) / "oxford-iiit-pet-fixture", n_trainval=40, n_test=10)
-    else:
-        root = pets.check_root(args.data)
-    row = {key: getattr(args, key) for key in COLUMNS[:8]}
-    row.update(train_recipe(root, args))
+    row = {key: getattr(args, key) for key in COLUMNS[:COLUMNS.index("minutes")]}
+    with tempfile.TemporaryDirectory(prefix="labkit-pets-recipes-") as scratch:  # the fixture and its caches
+        if args.fixture:
+            root = pets.make_fixture(Path(scratch) / "oxford-iiit-pet-fixture", n_trainval=40, n_test=10)
+            row.update(train_recipe(root, args, cache_dir=Path(scratch) / "cache"))
+        else:
+            root = pets.check_root(args.data)
+            row.update(train_recipe(root, args))
     row.update(machine=f"{platform.machine()}, {torch.get_num_threads()} threads" + (", fixture" if args.fixture else ""),
                load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
     print(format_table([row], columns=COLUMNS, digits=4), flush=True)

@@ -37,9 +37,19 @@ def test_table_only_rewrites_the_marked_table_from_the_rows(bench, tmp_path):
     bench.main(["--table-only", "--readme", str(readme), "--results", str(results)])
     text = readme.read_text()
     assert "| 0.8765" in text and text.startswith("before\n") and text.endswith("after\n")
+    row_line = next(line for line in text.splitlines() if "0.8765" in line)
+    assert "| True" not in row_line and "| False" in row_line  # a row from before --bf16: the default
 
 
 def test_table_only_without_a_readme_is_refused(bench, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--table-only"])
     assert exit_info.value.code == 2 and "--readme" in capsys.readouterr().err
+
+
+def test_the_committed_table_is_the_one_the_committed_rows_give(bench, tmp_path):
+    readme = SCRIPT.parent / "README.md"
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.read_text())
+    bench.main(["--table-only", "--readme", str(copy), "--results", str(SCRIPT.parent / "rows" / "pets_recipes.jsonl")])
+    assert copy.read_text() == readme.read_text(), "rerun bench_pets_recipes.py --table-only --readme benchmarks/README.md"
