@@ -1,7 +1,7 @@
 """Notebook 01's CPU recipe and variants of it on the real Pets images: validation Dice and minutes.
 
 Trains ``UNet(base_channels, depth)`` exactly as notebook 01 does on a CPU (``BCEDiceLoss``,
-AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, ``--seed`` 0, cached images,
+AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, seed ``--seed`` (0), cached images,
 ``pets.train_transform`` with the zoom range ``--scale``) and changes one setting per run from the
 command line. The defaults are the baseline every row is compared with, notebook 01's first
 ``FULL_CPU`` recipe: 60 epochs, batch 16, 128 px, base 16, depth 4, AdamW 3e-3 with weight decay 1e-4,
@@ -90,9 +90,10 @@ def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=args.epochs, lr=args.lr,
                                          steps_per_epoch=len(train_loader))
-    result = fit(model, train_loader, loss_fn=BCEDiceLoss(lovasz_weight=args.lovasz), epochs=args.epochs, optimizer=optimizer,
-                 scheduler=scheduler, scheduler_per_step=per_step, valid_loader=valid_loader,
-                 evaluate=evaluate_segmentation, monitor="dice", device="cpu", seed=args.seed, cpu_bfloat16=args.bf16, progress=False, log=None)
+    result = fit(model, train_loader, loss_fn=BCEDiceLoss(lovasz_weight=args.lovasz), epochs=args.epochs,
+                 optimizer=optimizer, scheduler=scheduler, scheduler_per_step=per_step,
+                 valid_loader=valid_loader, evaluate=evaluate_segmentation, monitor="dice", device="cpu",
+                 seed=args.seed, cpu_bfloat16=args.bf16, progress=False, log=None)
     return {"minutes": sum(row["seconds"] for row in result["history"]) / 60,
             "best_epoch": result["best_epoch"], "valid_dice": result["best_metric"]}
 
