@@ -112,3 +112,53 @@ def test_same_seed_gives_the_same_smoke_metrics_twice_on_cpu(pets_fixture_root):
         return [(row["train_loss"], row["dice"]) for row in result["history"]]
 
     assert smoke_run() == smoke_run()
+
+
+class _RecordingSGD(torch.optim.SGD):
+    """SGD that keeps a copy of the weights after every step."""
+
+    def __init__(self, params, **kwargs):
+        params = list(params)
+        super().__init__(params, **kwargs)
+        self.trajectory = []
+
+    def step(self, closure=None):
+        result = super().step(closure)
+        self.trajectory.append([p.detach().clone() for p in self.param_groups[0]["params"]])
+        return result
+
+
+def test_fit_with_ema_decay_hands_back_the_moving_average_of_every_steps_weights(tiny_loader):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    expected = [p.detach().clone() for p in model.parameters()]
+    optimizer = _RecordingSGD(model.parameters(), lr=0.1, momentum=0.9)
+    fit(model, tiny_loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=2, optimizer=optimizer,
+        ema_decay=0.8, device="cpu", seed=1, progress=False, log=None)
+    for weights in optimizer.trajectory:  # 2 epochs x 4 batches
+        expected = [0.8 * old + 0.2 * new for old, new in zip(expected, weights)]
+    assert len(optimizer.trajectory) == 8
+    for parameter, value in zip(model.parameters(), expected):
+        torch.testing.assert_close(parameter.detach(), value)
+    assert not torch.allclose(model.weight, optimizer.trajectory[-1][0])  # not simply the last step
+
+
+def test_with_ema_decay_the_validation_metrics_are_the_averages(tiny_loader):
+    model = torch.nn.Linear(4, 2)
+    result = _fit(model, tiny_loader, None, epochs=2, seed=0, ema_decay=0.9, restore_best=False)
+    final = evaluate_classification(model, tiny_loader, device="cpu")
+    assert result["history"][-1]["accuracy"] == pytest.approx(final["accuracy"])
+
+
+def test_resume_with_ema_decay_continues_the_average_from_the_checkpoint(tiny_loader, tmp_path):
+    torch.manual_seed(0)
+    straight = torch.nn.Linear(4, 2)
+    start = {k: v.clone() for k, v in straight.state_dict().items()}
+    _fit(straight, tiny_loader, tmp_path / "a", epochs=4, seed=1, ema_decay=0.9, restore_best=False)
+    interrupted = torch.nn.Linear(4, 2)
+    interrupted.load_state_dict(start)
+    _fit(interrupted, tiny_loader, tmp_path / "b", epochs=2, seed=1, ema_decay=0.9, restore_best=False)
+    fresh = torch.nn.Linear(4, 2)
+    _fit(fresh, tiny_loader, tmp_path / "b", epochs=4, resume=True, ema_decay=0.9, restore_best=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
