@@ -313,3 +313,26 @@ def test_real_cpu_params_point_every_notebook_at_the_shared_data():
         assert shared.is_dir(), f"{notebook.stem}: {shared} is missing"
         if "PRETRAINED" in merged:
             assert (notebooks_dir / merged["PRETRAINED"]).is_file()
+
+
+def test_a_rerun_into_the_same_folder_starts_afresh_unless_resume_is_asked_for(tmp_path):
+    """A checkpoint left by an earlier run must not be resumed silently: its training is not this run's."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    write_notebook(notebooks / "01_resumes.ipynb", PARAMETERS_CELL,
+                   "from pathlib import Path\nfrom labkit.tools.record import record\n"
+                   'checkpoint = Path(OUT_DIR) / "checkpoints" / "last.pt"\n'
+                   'record("found_a_checkpoint", checkpoint.exists())\n'
+                   'checkpoint.parent.mkdir(parents=True, exist_ok=True)\ncheckpoint.write_text("epoch 1")')
+    out_dir = tmp_path / "out"
+
+    def found(**kwargs):
+        summary = run_notebooks(find_notebooks(notebooks_dir=notebooks), out_dir=out_dir, mode="smoke",
+                                timeout=120, log=lambda line: None, **kwargs)
+        return summary["notebooks"][0]["metrics"]["found_a_checkpoint"]
+
+    assert found() is False
+    assert found() is False  # the first run's folder was moved aside, not resumed
+    assert (out_dir / "previous" / "01_resumes" / "checkpoints" / "last.pt").exists()
+    assert (out_dir / "previous" / "01_resumes.ipynb").exists()
+    assert found(resume=True) is True

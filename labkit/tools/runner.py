@@ -1,7 +1,7 @@
 """Run the lab notebooks headless with papermill and summarise what each one measured.
 
     python -m labkit run [NOTEBOOK ...] --mode smoke|full [--params params.yaml] [-p NAME VALUE ...]
-                         [--out runs/2026-11-25] [--timeout SECONDS] [--notebooks-dir notebooks]
+                         [--out runs/2026-11-25] [--timeout SECONDS] [--resume] [--notebooks-dir notebooks]
 
 NOTEBOOK is a path, a notebook name (``01_unet_oxford_pet``) or its number (``01``); default: every
 ``*.ipynb`` in ``notebooks/``, in name order. Each notebook runs in its own papermill process (kernel
@@ -34,6 +34,10 @@ the rest), used unless ``--timeout`` is given. Example ``params.yaml``::
 What lands in ``<out>``: ``<name>.ipynb`` (the executed notebook, with every output), ``<name>.log``
 (papermill's log, cell outputs included), ``<name>.params.yaml`` (the parameters it got), ``<name>/``
 (its OUT_DIR), and ``summary.json`` / ``summary.md``. Paths in the summary are relative to ``<out>``.
+A notebook's outputs from an earlier run into the same ``<out>`` are moved to ``<out>/previous/``
+first (replacing what an even earlier run left there): its checkpoints would otherwise let the
+notebooks resume and report the old run's training as this one's. ``--resume`` keeps them, to
+continue a run that was interrupted.
 Metrics are whatever the notebook passed to ``labkit.tools.record`` (read back with ``collect_records``).
 The summary also says which data each notebook read (``data``: the folder name and resolved path of its
 ``DATA_ROOT``, or the synthetic fixture in SMOKE mode) and on what machine (``cpu_model``,
@@ -52,6 +56,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,6 +295,29 @@ def log_tail(log_path: Path, lines: int = ERROR_LINES) -> str:
     return "\n".join(kept)
 
 
+def set_aside_previous_outputs(name: str, out_dir) -> list[Path]:
+    """Move notebook ``name``'s outputs of an earlier run in ``out_dir`` to ``out_dir/previous/``.
+
+    The outputs are its OUT_DIR (``<out>/<name>/``, checkpoints included) and ``<name>.ipynb``,
+    ``.log`` and ``.params.yaml``; an older copy in ``previous/`` is replaced. Returns what moved.
+    """
+    out_dir = Path(out_dir)
+    previous = out_dir / "previous"
+    moved = []
+    for path in (out_dir / name, *(out_dir / f"{name}{suffix}" for suffix in (".ipynb", ".log", ".params.yaml"))):
+        if not path.exists():
+            continue
+        target = previous / path.name
+        previous.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        path.rename(target)
+        moved.append(target)
+    return moved
+
+
 def run_notebook(notebook, *, out_dir, parameters: dict, mode: str = "smoke",
                  timeout: float | None = None, kernel: str = "python3") -> dict:
     """Execute one notebook with papermill in a child process; return its summary entry."""
@@ -336,8 +364,11 @@ def run_notebook(notebook, *, out_dir, parameters: dict, mode: str = "smoke",
 
 def run_notebooks(notebooks, *, out_dir, mode: str = "smoke", params_file: dict | None = None,
                   overrides: dict | None = None, timeout: float | None = None,
-                  kernel: str = "python3", log=print) -> dict:
+                  kernel: str = "python3", resume: bool = False, log=print) -> dict:
     """Run each notebook in turn, carry on after failures; write and return the summary.
+
+    A notebook's outputs of an earlier run in ``out_dir`` are set aside first
+    (:func:`set_aside_previous_outputs`) unless ``resume`` is true.
 
     `timeout` (seconds, per notebook) applies to every notebook; when it is ``None`` the params
     file's ``timeouts`` section decides (see :func:`notebook_timeout`).
@@ -356,6 +387,9 @@ def run_notebooks(notebooks, *, out_dir, mode: str = "smoke", params_file: dict 
         else:
             seconds = notebook_timeout(notebook.stem, (params_file or {}).get(TIMEOUTS), None)
         limit = f"timeout {seconds:g} s" if seconds else "no timeout"
+        if not resume and (moved := set_aside_previous_outputs(notebook.stem, out_dir)):
+            log(f"[{index}/{len(notebooks)}] {notebook.stem}: an earlier run's outputs moved to "
+                f"{moved[0].parent} (--resume continues from them instead)")
         log(f"[{index}/{len(notebooks)}] {notebook.stem}: running ({limit}), log {out_dir / notebook.stem}.log")
         entry = run_notebook(notebook, out_dir=out_dir, parameters=parameters, mode=mode,
                              timeout=seconds, kernel=kernel)
@@ -439,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None,
                         help=f"seconds per notebook, 0 for none (default: the params file's 'timeouts' "
                              f"section, else {DEFAULT_SMOKE_TIMEOUT} in smoke mode and none in full mode)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep an earlier run's outputs in --out, so the notebooks continue from their "
+                             "checkpoints (default: move them to <out>/previous/ and start afresh)")
     parser.add_argument("--notebooks-dir", default=None, help="where to look for notebooks")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     return parser
@@ -457,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S"))
     summary = run_notebooks(notebooks, out_dir=out_dir, mode=args.mode, params_file=params_file,
                             overrides={name: read_yaml_value(value) for name, value in args.parameter},
-                            timeout=timeout, kernel=args.kernel)
+                            timeout=timeout, kernel=args.kernel, resume=args.resume)
     failed = [entry["notebook"] for entry in summary["notebooks"] if entry["status"] != "ok"]
     print(f"{len(notebooks) - len(failed)}/{len(notebooks)} notebooks ok; summary: {out_dir / 'summary.md'}")
     if failed:
