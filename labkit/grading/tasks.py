@@ -16,6 +16,10 @@ efficient           ``model_task1.pth``, ``model_task2.pth``  Task 1 mIoU >= 0.7
 How the course ranks the qualifiers (``Task.ranking``; segmentation is not ranked): pruning by sparsity,
 quantization by INT8 accuracy (higher first), Lab 05 Task 2 by FoM (lower first).
 
+Points (``GRADED_GOALS``, :func:`score_for`): one graded goal per line of a gradebook or Gradescope test,
+"the file loads" and each metric goal of each file; a course.yaml may change the points and the Dice
+tiers (:mod:`labkit.grading.policy`).
+
 Example:
     >>> TASKS["pruning"].script, TASKS["pruning"].dataset
     ('check_pruning.py', 'cifar10')
@@ -43,7 +47,8 @@ COURSE_IMAGE_SIZE = COURSE_INPUT[2:]  # (H, W) the course evaluates Cityscapes a
 FOM_MIOU_FLOOR = 0.65  # Task 2: FoM = MACs^2 * size_kb^2 / (mIoU - 0.65)
 __all__ = ["ACCURACY_GOAL", "SPARSITY_GOAL", "DICE_TIERS", "DICE_GOAL", "MIOU_GOALS", "COURSE_INPUT",
            "COURSE_IMAGE_SIZE", "FOM_MIOU_FLOOR", "fom", "fom_or_none", "credit_for", "Ranking", "Task", "TASKS",
-           "Measure", "Goal", "LabTarget", "COURSE_TARGETS", "describe_fom", "format_value"]
+           "Measure", "Goal", "LabTarget", "COURSE_TARGETS", "describe_fom", "format_value",
+           "GradedGoal", "GRADED_GOALS", "score_for"]
 
 
 def fom(macs: float, size_kb: float, miou: float) -> float:
@@ -80,12 +85,16 @@ def fom_or_none(macs: float, size_kb: float, miou: float) -> float | None:
     return fom(macs, size_kb, miou) if miou > FOM_MIOU_FLOOR else None
 
 
-def credit_for(dice: float) -> tuple[float, str]:
-    """The course's credit fraction and its name for a test Dice (Labs 01 and 02)."""
-    for threshold, credit, name in DICE_TIERS:
+def credit_for(dice: float, tiers: tuple = DICE_TIERS) -> tuple[float, str]:
+    """The course's credit fraction and its name for a test Dice (Labs 01 and 02).
+
+    ``tiers``: ``(Dice at least, credit fraction, name)`` from the highest down (a course.yaml may
+    give its own: :mod:`labkit.grading.policy`).
+    """
+    for threshold, credit, name in tiers:
         if dice >= threshold:
             return credit, name
-    return 0.0, f"no marks (Dice below {DICE_TIERS[-1][0]:.2f})"
+    return 0.0, f"no marks (Dice below {tiers[-1][0]:.2f})"
 
 
 # ----------------------------------------------------------------------------- graded artifacts
@@ -107,6 +116,11 @@ class Task:
     dataset: str                        # the folder under data/ the check reads by default
     ranking: Ranking | None = None      # None: the course does not rank this task
 
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """The files a student hands in, by name without extension: ``("unet", "resnet34_unet")``."""
+        return tuple(dict.fromkeys(suffix.split(".")[0] for suffix in self.artifact_suffixes))
+
 
 TASKS = {
     "segmentation": Task("check_segmentation.py", ("unet.pth", "resnet34_unet.pth"), "oxford-iiit-pet"),
@@ -118,6 +132,91 @@ TASKS = {
                       Ranking("fom", "FoM", higher_is_better=False,
                               note="the course ranks Task 2 (model_task2.pth) only; Task 1 is graded, not ranked")),
 }
+
+
+# ----------------------------------------------------------------------------- points per goal
+
+@dataclass(frozen=True)
+class GradedGoal:
+    """One graded line of a task: a Gradescope test, a gradebook column, worth ``points``.
+
+    It grades one artifact (``"pruning"``: the file ``<id>_pruning.pt``). ``metric=None`` is the
+    goal "the file loads" (the check could grade it). Otherwise the check's ``metric`` passes at
+    ``>= minimum``; a ``tiered`` goal (Dice) earns the fraction of its points that :func:`credit_for`
+    gives, and counts as met at the top tier.
+    """
+    key: str                      # its name in course.yaml: points: {pruning: {accuracy: 50}}
+    artifact: str                 # one of Task.artifacts
+    name: str                     # what a student reads
+    points: float                 # the default; course.yaml may change it
+    metric: str | None = None     # the key in the check's --json metrics
+    minimum: float | None = None
+    tiered: bool = False
+
+
+def _file_goals(task: str, artifact: str, prefix: str, loads: str, goals: tuple) -> tuple[GradedGoal, ...]:
+    """A "loads" goal (0 points by default: the course grades results, not file formats) + metric goals."""
+    shown = next(s for s in TASKS[task].artifact_suffixes if s.split(".")[0] == artifact)  # "pruning.pt"
+    return (GradedGoal(f"{prefix}loads", artifact, f"{shown}: {loads}", 0.0),
+            *(GradedGoal(f"{prefix}{key}", artifact, f"{shown}: {name}", points, metric, minimum, tiered)
+              for key, name, points, metric, minimum, tiered in goals))
+
+
+_DICE_NAME = f"test Dice ≥ {DICE_TIERS[0][0]:.2f} (tiers {' / '.join(f'{t[0]:.2f}' for t in DICE_TIERS)})"
+
+# The course publishes goals, not points: these defaults give each task 100 points, split evenly over
+# its goals, pass/fail, except Dice, whose points follow DICE_TIERS (100 / 80 / 60 %).
+GRADED_GOALS = {
+    "segmentation": (
+        _file_goals("segmentation", "unet", "unet_", "loads in labkit's UNet",
+                    (("dice", _DICE_NAME, 50.0, "dice", DICE_GOAL, True),))
+        + _file_goals("segmentation", "resnet34_unet", "resnet34_unet_", "loads in labkit's ResNet34-UNet",
+                      (("dice", _DICE_NAME, 50.0, "dice", DICE_GOAL, True),))),
+    "pruning": _file_goals("pruning", "pruning", "", "loads in the course's ResNet-20 (prune.remove done)", (
+        ("accuracy", f"test accuracy ≥ {ACCURACY_GOAL:g} %", 50.0, "accuracy", ACCURACY_GOAL, False),
+        ("sparsity", f"sparsity ≥ {SPARSITY_GOAL:g} %", 50.0, "sparsity", SPARSITY_GOAL, False))),
+    "quantization": _file_goals("quantization", "quantization", "",
+                                "loads in the course's hand-quantized INT8 ResNet-20", (
+        ("accuracy", f"INT8 test accuracy ≥ {ACCURACY_GOAL:g} %", 100.0, "accuracy", ACCURACY_GOAL, False),)),
+    "efficient": (
+        _file_goals("efficient", "model_task1", "task1_", "loads (your network/network.py, or labkit's UNet)",
+                    (("miou", f"Task 1 mIoU ≥ {MIOU_GOALS[1]:.2f}", 50.0, "miou", MIOU_GOALS[1], False),))
+        + _file_goals("efficient", "model_task2", "task2_",
+                      "loads (your network2/network.py, or labkit's EfficientUNet)",
+                      (("miou", f"Task 2 mIoU ≥ {MIOU_GOALS[2]:.2f}", 50.0, "miou", MIOU_GOALS[2], False),))),
+}
+
+
+def score_for(goal: GradedGoal, metrics: dict, *, graded: bool, points: float | None = None,
+              tiers: tuple = DICE_TIERS) -> tuple[float, bool]:
+    """``(points earned, goal met)`` for one goal of one checked file.
+
+    Args:
+        goal: a :class:`GradedGoal` of ``GRADED_GOALS``.
+        metrics: the check's ``--json`` metrics for the goal's file.
+        graded: whether the check could grade the file (exit code 0 or 1); an invalid file earns nothing.
+        points: the goal's points (default ``goal.points``; a course.yaml may change them).
+        tiers: the Dice tiers of a ``tiered`` goal.
+
+    Example:
+        >>> accuracy, dice = GRADED_GOALS["pruning"][1], GRADED_GOALS["segmentation"][1]
+        >>> score_for(accuracy, {"accuracy": 91.2}, graded=True), score_for(accuracy, {"accuracy": 89.9}, graded=True)
+        ((50.0, True), (0.0, False))
+        >>> score_for(dice, {"dice": 0.87}, graded=True)       # the 80 % tier of 50 points
+        (40.0, False)
+    """
+    points = goal.points if points is None else float(points)
+    if not graded:
+        return 0.0, False
+    if goal.metric is None:
+        return points, True
+    value = metrics.get(goal.metric)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # missing or NaN
+        return 0.0, False
+    if goal.tiered:
+        return points * credit_for(value, tiers)[0], value >= tiers[0][0]
+    met = value >= goal.minimum
+    return (points if met else 0.0), met
 
 
 # ----------------------------------------------------------------------------- what each notebook records

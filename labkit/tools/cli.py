@@ -20,6 +20,7 @@ COMMANDS = {
     "readme-table": ("labkit.tools.readme_table",
                      "rewrite README.md's results table from summaries (SMOKE and real-data rows)"),
     "grade": ("labkit.grading.batch", "grade a folder of submissions: one check process each, CSV + JSON"),
+    "gradescope": ("labkit.tools.gradescope", "write a Gradescope autograder .zip: setup.sh, run_autograder, data"),
     "release": ("labkit.tools.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
     "doctor": ("labkit.tools.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
 }
