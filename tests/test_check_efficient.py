@@ -14,7 +14,7 @@ from labkit.io import SubmissionError, save_state_dict
 from labkit.models.efficient_unet import EfficientUNet
 from labkit.models.unet import UNet
 from labkit.grading.tasks import fom
-from labkit.profile import count_macs, model_size_bytes
+from labkit.profile import count_macs
 from labkit.quant import qat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,9 +72,28 @@ def test_task1_prints_the_course_lines_for_a_unet(check, files):
 def test_task2_int8_is_detected_and_counted_honestly(check, files):
     result = grade(check, "--task", "2", "--path", files["int8"], "--data", files["data"])
     assert result.metrics["int8"] and "INT8 counted honestly" in result.message
-    int8 = qat.build_int8_model(base_channels=4, depth=2)
-    assert f"\nflops ={count_macs(int8, input_size=(1, 3, 256, 512))}\n" in result.message
-    assert f"Model parameter size ={model_size_bytes(int8) / 1024:.3f} KB" in result.message
+    # EfficientUNet(base_channels=4, depth=2), counted by hand on 1x3x256x512: levels of P0 = 256*512,
+    # P1 = P0/4, P2 = P0/16 pixels and 4, 8, 16 channels; a conv costs pixels * C_out * C_in/groups * k*k.
+    P0, P1, P2 = 256 * 512, 256 * 512 // 4, 256 * 512 // 16
+    macs = (P0 * 4 * 3 * 9 + P0 * 4 * 9 + P0 * 4 * 4                                 # inc
+            + P1 * 4 * 9 + P1 * 8 * 4 + P1 * 8 * 9 + P1 * 8 * 8 + 8 * 3              # downs[0] + ECA(k=3)
+            + P2 * 8 * 9 + P2 * 16 * 8 + P2 * 16 * 9 + P2 * 16 * 16 + 16 * 3         # downs[1] + ECA(k=3)
+            + P2 * 8 * 16 + P1 * 8 * 8 + P1 * 8 * 9 + P1 * 8 * 8                     # ups[0]: projections, conv
+            + P1 * 4 * 8 + P0 * 4 * 4 + P0 * 4 * 9 + P0 * 4 * 4                      # ups[1]
+            + P0 * 8 * 4)                                                             # outc
+    assert macs == 54_329_416
+    assert f"\nflops ={macs}\n" in result.message
+
+    def int8_conv(c_out, c_in_per_group, kernel_elements):  # int8 weights + per-channel scale/zp (8 B)
+        return c_out * c_in_per_group * kernel_elements + 12 * c_out + 8  # + float32 bias + output qparams
+    size = (int8_conv(4, 3, 9) + int8_conv(4, 1, 9) + int8_conv(4, 4, 1)
+            + int8_conv(4, 1, 9) + int8_conv(8, 4, 1) + int8_conv(8, 1, 9) + int8_conv(8, 8, 1) + int8_conv(1, 1, 3) + 8
+            + int8_conv(8, 1, 9) + int8_conv(16, 8, 1) + int8_conv(16, 1, 9) + int8_conv(16, 16, 1) + int8_conv(1, 1, 3)
+            + 8 + int8_conv(8, 16, 1) + int8_conv(8, 8, 1) + 8 + int8_conv(8, 1, 9) + int8_conv(8, 8, 1)
+            + int8_conv(4, 8, 1) + int8_conv(4, 4, 1) + 8 + int8_conv(4, 1, 9) + int8_conv(4, 4, 1)
+            + int8_conv(8, 4, 1) + 12)  # the 8s: ECA's mul and the skips' add_relu qparams; 12: quant's buffers
+    assert size == 3498
+    assert f"Model parameter size ={size / 1024:.3f} KB" in result.message
 
 
 def test_task2_fp32_and_int8_have_equal_flops_and_a_quarter_of_the_size(check, files):

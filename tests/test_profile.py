@@ -1,12 +1,14 @@
 """labkit.profile: exact MACs (float and INT8), sizes, latency, and the Task 2 FoM."""
 import copy
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 
+from labkit import profile as profile_module
 from labkit.grading.tasks import fom
 from labkit.models.unet import UNet
 from labkit.profile import (
@@ -134,9 +136,13 @@ def test_count_params_can_skip_frozen_parameters():
     assert count_params(model, trainable_only=True) == 3 * 2 + 2
 
 
-def test_latency_reports_the_median_of_the_timed_calls():
+def test_latency_reports_the_median_of_the_timed_calls(monkeypatch):
+    # five timed calls of 5, 1, 9, 2 and 30 ms (a clock read before and after each): median 5, mean 9.4
+    readings = iter([0.0, 0.005, 1.0, 1.001, 2.0, 2.009, 3.0, 3.002, 4.0, 4.030])
+    monkeypatch.setattr(profile_module, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
     stats = latency(nn.Conv2d(3, 4, kernel_size=3), torch.randn(1, 3, 32, 32), warmup=1, repeats=5)
-    assert stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+    assert stats["median_ms"] == pytest.approx(5.0) and stats["mean_ms"] == pytest.approx(9.4)
+    assert stats["min_ms"] == pytest.approx(1.0) and stats["max_ms"] == pytest.approx(30.0)
     assert stats["repeats"] == 5 and stats["device"] == "cpu" and stats["batch_size"] == 1
 
 

@@ -9,7 +9,8 @@ import yaml
 
 from labkit.tools.cli import main
 from labkit.paths import REPO_ROOT
-from labkit.tools.readme_table import END_MARKER, START_MARKER, replace_marked_section, results_rows, run_rows
+from labkit.tools.readme_table import (END_MARKER, START_MARKER, metric_splits, replace_marked_section, results_rows,
+                                      run_rows)
 from labkit.tools.runner import (check_sections, dataset_used, find_notebooks, load_params_file, notebook_parameters,
                                  notebook_timeout, read_yaml_value, run_notebooks)
 PARAMETERS_CELL = 'import os\nSMOKE = os.environ.get("LABKIT_SMOKE") == "1"\nOUT_DIR = "runs/x"\n'
@@ -190,6 +191,12 @@ def test_task2_row_shows_the_figure_of_merit_only_where_it_is_defined():
     assert "FoM undefined" in task2["Last measured result"] and "(below goal)" in task2["Last measured result"]
 
 
+def test_a_duration_names_no_split_in_the_split_column():
+    # train_minutes is how long training took, not a metric measured on the train split
+    assert metric_splits({"test_dice": 0.8, "valid_dice": 0.82, "train_minutes": 7.5}) == "test, valid"
+    assert metric_splits({"test_dice": 0.8, "train_loss": 0.1}) == "test, train"
+
+
 def test_readme_without_markers_is_left_alone_with_a_clear_error():
     with pytest.raises(ValueError, match="results:start"):
         replace_marked_section("# no markers\n", "table")
@@ -298,21 +305,32 @@ def test_run_rows_read_summaries_written_before_the_machine_fields():
     assert (row["Data set"], row["Hardware"], row["Minutes"]) == ("cifar10", "cpu (2 cores)", "5.8")
 
 
-def test_real_cpu_params_point_every_notebook_at_the_shared_data():
+def real_cpu_parameters() -> dict:
+    """Each notebook's FULL parameters under params/real-cpu.yaml: {notebook name: parameters}."""
     notebooks_dir = REPO_ROOT / "notebooks"
     params_file = load_params_file(REPO_ROOT / "params" / "real-cpu.yaml")
     notebooks = find_notebooks(notebooks_dir=notebooks_dir)
     check_sections(params_file, notebooks, notebooks_dir)
-    for notebook in notebooks:
-        merged = notebook_parameters(notebook.stem, mode="full", out_dir="/tmp/x", params_file=params_file)
-        assert merged["DEVICE"] == "cpu" and merged["DATA_ROOT"].startswith("../../shared/data/")
-        assert notebook_timeout(notebook.stem, params_file["timeouts"], None) > 0
+    return {notebook.stem: notebook_parameters(notebook.stem, mode="full", out_dir="/tmp/x", params_file=params_file)
+            for notebook in notebooks}
+
+
+def test_real_cpu_params_give_every_notebook_the_cpu_a_timeout_and_a_shared_data_root():
+    params_file = load_params_file(REPO_ROOT / "params" / "real-cpu.yaml")
+    for name, merged in real_cpu_parameters().items():
+        assert merged["DEVICE"] == "cpu" and merged["DATA_ROOT"].startswith("../../shared/data/"), name
+        assert notebook_timeout(name, params_file["timeouts"], None) > 0
+
+
+def test_real_cpu_params_point_every_notebook_at_the_shared_data():
+    notebooks_dir = REPO_ROOT / "notebooks"
+    if not (REPO_ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip(f"{REPO_ROOT.parent / 'shared' / 'data'} not present: the real data lives in ../shared")
+    for name, merged in real_cpu_parameters().items():
         shared = (notebooks_dir / merged["DATA_ROOT"]).resolve()
-        if not (REPO_ROOT.parent / "shared" / "data").is_dir():
-            continue  # a clone without ../shared: the paths cannot be checked here
-        assert shared.is_dir(), f"{notebook.stem}: {shared} is missing"
+        assert shared.is_dir(), f"{name}: {shared} is missing"
         if "PRETRAINED" in merged:
-            assert (notebooks_dir / merged["PRETRAINED"]).is_file()
+            assert (notebooks_dir / merged["PRETRAINED"]).is_file(), f"{name}: {merged['PRETRAINED']} is missing"
 
 
 def test_a_rerun_into_the_same_folder_starts_afresh_unless_resume_is_asked_for(tmp_path):
@@ -334,5 +352,9 @@ def test_a_rerun_into_the_same_folder_starts_afresh_unless_resume_is_asked_for(t
     assert found() is False
     assert found() is False  # the first run's folder was moved aside, not resumed
     assert (out_dir / "previous" / "01_resumes" / "checkpoints" / "last.pt").exists()
-    assert (out_dir / "previous" / "01_resumes.ipynb").exists()
+    previous = out_dir / "previous"
+    assert sorted(path.name for path in previous.iterdir()) == [
+        "01_resumes", "01_resumes.ipynb", "01_resumes.log", "01_resumes.params.yaml"]  # all four, nothing else
+    assert "OUT_DIR" in (previous / "01_resumes.params.yaml").read_text()
+    assert json.loads((previous / "01_resumes.ipynb").read_text())["cells"]  # the executed copy, whole
     assert found(resume=True) is True

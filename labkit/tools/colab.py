@@ -85,7 +85,7 @@ def write_colab_cell(notebook_path) -> None:
 
 
 if __name__ == "__main__":
-    # After changing REPOSITORY/RELEASE above: python -m labkit.tools.colab  (rewrites every lab notebook)
+    # After changing RELEASE above: python -m labkit.tools.colab  (rewrites every lab notebook)
     from labkit.paths import NOTEBOOKS_DIR
 
     for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):

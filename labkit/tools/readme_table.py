@@ -95,6 +95,7 @@ def replace_marked_section(text: str, new_content: str, *, start=START_MARKER, e
 # ----------------------------------------------------------------------------- every run's rows
 
 BOOKKEEPING = re.compile(r"exit_code|threads|seconds|epochs|pid")  # recorded, but not a result
+DURATION = re.compile(r"minutes")  # a result (train_minutes), but measured on no split
 SPLIT_NAMES = {"test": "test", "valid": "valid", "val": "valid", "validation": "valid", "train": "train"}
 
 
@@ -115,6 +116,8 @@ def metric_splits(metrics: dict) -> str:
     """
     found, unnamed = [], 0
     for name in headline_metrics(metrics):
+        if DURATION.search(name):
+            continue
         splits = [SPLIT_NAMES[token] for token in re.split(r"[^a-z0-9]+", name.lower()) if token in SPLIT_NAMES]
         unnamed += not splits
         found += [split for split in splits if split not in found]
