@@ -1,7 +1,9 @@
 """Shared fixtures: the real-sample location and a small UNet trained on the Pet fixture."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,10 +13,13 @@ from torch.utils.data import DataLoader
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Decoded-image caches of the test run go to a temporary folder, not the user's ~/.cache/labkit.
-os.environ.setdefault("LABKIT_CACHE_DIR", tempfile.mkdtemp(prefix="labkit-test-cache-"))
+# Decoded-image caches of the test run go to a temporary folder, not the user's ~/.cache/labkit;
+# removed when the session ends (pytest_sessionfinish), so no run leaves one behind.
+_TEST_CACHE = None if "LABKIT_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="labkit-test-cache-")
+os.environ.setdefault("LABKIT_CACHE_DIR", _TEST_CACHE or "")
 
 from labkit.paths import REPO_ROOT  # noqa: E402  (after the environment variables above)
+from tests.helpers import LEARNING_SEED  # noqa: E402
 
 # Student network.py files (hostile ones included) are data for the sandbox tests: never import them here.
 collect_ignore = ["hostile", "students"]
@@ -50,10 +55,42 @@ def trained_unet(pets_fixture_root, tmp_path_factory) -> dict:
     test_set = pets.OxfordIIITPet(pets_fixture_root, "test", image_size=64, cache=True)
     model = UNet(base_channels=8, depth=3)
     fit(model, DataLoader(train_set, batch_size=8, shuffle=True), loss_fn=BCEDiceLoss(), epochs=8,
-        lr=3e-3, device="cpu", seed=0, progress=False, log=None)
+        lr=3e-3, device="cpu", seed=LEARNING_SEED, progress=False, log=None)
     test_dice = evaluate_segmentation(model, DataLoader(test_set, batch_size=8), device="cpu")["dice"]
     path = save_state_dict(model, tmp_path_factory.mktemp("model") / "unet.pth")
     return {"path": path, "model": model, "test_dice": test_dice, "data": pets_fixture_root}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _TEST_CACHE:
+        shutil.rmtree(_TEST_CACHE, ignore_errors=True)
+
+
+def pytest_runtest_setup(item):
+    """A test marked by ``tests.helpers.requires`` in CI whose tool is missing fails with the reason."""
+    for mark in item.iter_markers("missing_tool"):
+        pytest.fail(f"CI needs this test to run: {mark.args[0]}", pytrace=False)
+
+
+@pytest.fixture
+def learned(request):
+    """``learned(name, value, at_least=...)`` (or ``at_most=``): a training test's threshold.
+
+    It asserts, and with ``$LABKIT_LEARNING_LOG`` set it first appends the value and its threshold
+    there (one JSON line), so ``benchmarks/smoke_margins.py`` can measure the margin over seeds
+    (``$LABKIT_TEST_SEED``) and thread counts.
+    """
+    def check(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None):
+        bound = {"at_least": at_least} if at_least is not None else {"at_most": at_most}
+        if log := os.environ.get("LABKIT_LEARNING_LOG"):
+            with open(log, "a") as file:
+                file.write(json.dumps({"source": request.node.nodeid, "check": name, "value": float(value),
+                                       **bound}) + "\n")
+        if at_least is not None:
+            assert value >= at_least, f"{name} = {value:.4g}, needs at least {at_least:.4g}"
+        else:
+            assert value <= at_most, f"{name} = {value:.4g}, needs at most {at_most:.4g}"
+    return check
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 no other test module. Fixtures (pytest's) live in ``tests/conftest.py``."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from labkit.data.cifar10 import CLASSES
@@ -13,6 +15,23 @@ from labkit.paths import REPO_ROOT
 SHARED = REPO_ROOT.parent / "shared"  # real-data samples and the course's docs, beside the repository
 COURSE_INT8_SCHEMA = SHARED / "docs" / "course-int8-resnet20-keys.json"
 CAT = CLASSES.index("cat")
+IN_CI = os.environ.get("CI", "").lower() == "true"  # set by CI (and by GitHub Actions, GitLab CI, ...)
+
+
+def requires(available: bool, reason: str) -> pytest.MarkDecorator:
+    """Mark a test that needs a tool (bubblewrap, chromium): without it, skip with ``reason`` here, but
+    fail in CI (``CI=true``), where the sandbox's isolation and the pages must never go untested unseen.
+
+        >>> requires(True, "no bwrap").args, requires(False, "no bwrap").name in ("skipif", "missing_tool")
+        ((False,), True)
+    """
+    if available:
+        return pytest.mark.skipif(False, reason=reason)  # a mark that does nothing (and fits pytest.param)
+    return pytest.mark.missing_tool(reason) if IN_CI else pytest.mark.skipif(True, reason=reason)
+
+
+# The seed of the tests marked `learning`; benchmarks/smoke_margins.py runs them at other seeds.
+LEARNING_SEED = int(os.environ.get("LABKIT_TEST_SEED", "0"))
 
 
 def old_labkit_names(state: dict) -> dict:

@@ -19,7 +19,9 @@ def run_check(*args):
     return completed.returncode, completed.stdout + completed.stderr
 
 
-def test_trained_fixture_model_passes_with_the_notebooks_dice(trained_unet):
+@pytest.mark.learning
+def test_trained_fixture_model_passes_with_the_notebooks_dice(trained_unet, learned):
+    learned("fixture_unet_test_dice", trained_unet["test_dice"], at_least=0.80)  # the check's pass mark
     code, output = run_check("--path", trained_unet["path"], "--data", trained_unet["data"],
                              "--image-size", 64, "--json")
     verdict = json.loads(output.splitlines()[-1])
@@ -58,7 +60,9 @@ def test_missing_dataset_is_an_environment_problem(trained_unet, tmp_path):
     assert code == 3 and "images.tar.gz" in output
 
 
-@pytest.mark.parametrize("dice, credit", [(0.95, 1.0), (0.90, 1.0), (0.87, 0.8), (0.80, 0.6), (0.79, 0.0)])
+# the course: Dice >= 0.90 full marks, >= 0.85 80 %, >= 0.80 60 %, else nothing; both sides of each boundary
+@pytest.mark.parametrize("dice, credit", [(0.95, 1.0), (0.90, 1.0), (0.8999, 0.8), (0.85, 0.8), (0.8499, 0.6),
+                                          (0.80, 0.6), (0.7999, 0.0), (0.0, 0.0)])
 def test_course_tiers(dice, credit):
     sys.path.insert(0, str(CHECK.parent))
     from check_segmentation import credit_for

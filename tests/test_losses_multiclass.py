@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from labkit.losses import SegmentationLoss, lovasz_grad, lovasz_softmax, multiclass_dice_loss
 from labkit.metrics import RunningScore
+from tests.helpers import LEARNING_SEED
 
 
 def logits_from_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
@@ -55,8 +56,9 @@ def test_lovasz_softmax_of_hard_predictions_is_one_minus_iou_of_present_classes(
     assert lovasz_softmax(logits, targets).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_lovasz_softmax_steps_raise_the_iou_of_free_logits():
-    generator = torch.Generator().manual_seed(2)
+@pytest.mark.learning
+def test_lovasz_softmax_steps_raise_the_iou_of_free_logits(learned):
+    generator = torch.Generator().manual_seed(2 + LEARNING_SEED)
     targets = torch.randint(0, 3, (1, 8, 8), generator=generator)
     logits = torch.randn(1, 3, 8, 8, generator=generator, requires_grad=True)
     optimizer = torch.optim.SGD([logits], lr=50.0)
@@ -67,8 +69,8 @@ def test_lovasz_softmax_steps_raise_the_iou_of_free_logits():
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
-    assert (logits.argmax(1) == targets).float().mean().item() > 0.9
+    learned("last_over_first_loss", losses[-1] / losses[0], at_most=0.5)
+    learned("pixel_accuracy", (logits.argmax(1) == targets).float().mean().item(), at_least=0.9)
 
 
 def test_segmentation_loss_is_the_weighted_sum_of_its_terms():

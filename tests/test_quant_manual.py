@@ -12,6 +12,7 @@ from labkit.io import load_into, load_state_dict_file, save_state_dict
 from labkit.models.quantized_resnet20 import (QuantizedActivation, QuantizedAvgPool, QuantizedConv2d,
                                               QuantizedReLU, QuantizedResNet20, course_names_for_old_keys)
 from labkit.models.resnet20 import resnet20
+from tests.helpers import LEARNING_SEED
 from labkit.quant.manual import (MinMaxObserver, PerChannelMinMaxObserver, affine_qparams, calibrate,
                                  dequantize, fuse_conv_bn, quantize, quantize_resnet20, quantize_weight)
 from labkit.selfcheck import random_conv_bn
@@ -243,18 +244,21 @@ def test_old_labkit_names_map_onto_the_course_names_with_the_same_outputs(random
     assert course_names_for_old_keys(quantized.state_dict()) == {}
 
 
-def test_simulated_model_stays_within_one_point_of_fp32_on_a_fixture_trained_model(tmp_path):
+@pytest.mark.learning
+def test_simulated_model_stays_within_one_point_of_fp32_on_a_fixture_trained_model(tmp_path, learned):
     from labkit.data.cifar10 import cifar10_loaders, make_fixture
     from labkit.evaluate import evaluate_classification
-    from labkit.train import fit
+    from labkit.train import train_baseline
 
-    root = make_fixture(tmp_path / "cifar10", n_train=500, n_test=200)
+    root = make_fixture(tmp_path / "cifar10", n_train=500, n_test=1000)  # one test image = 0.1 point
     train_loader, _, test_loader = cifar10_loaders(root, batch_size=50, augment_train=False, valid_size=0)
+    torch.manual_seed(LEARNING_SEED)  # the weights and the shuffling
     model = resnet20()
-    fit(model, train_loader, loss_fn=nn.CrossEntropyLoss(), epochs=4, lr=3e-3, device="cpu", seed=0,
-        progress=False, log=None)
+    # notebook 04's SMOKE recipe (SGD 0.05, cosine, 4 epochs): AdamW 3e-3 for 4-8 epochs ended at 75-87 % on
+    # some seeds and CPUs, where a weak model's INT8 copy can drift by a few images
+    train_baseline(model, train_loader, epochs=4, lr=0.05, device="cpu", progress=False, log=None)
     fp32 = evaluate_classification(model, test_loader, device="cpu")["accuracy"]
     int8_model = quantize_resnet20(model, train_loader)
     int8 = evaluate_classification(int8_model, test_loader, device="cpu")["accuracy"]
-    assert fp32 >= 60.0, f"the float model did not learn the fixture ({fp32:.1f}%); the test proves nothing"
-    assert abs(int8 - fp32) <= 1.0, f"FP32 {fp32:.2f}% vs simulated INT8 {int8:.2f}%"
+    learned("fp32_accuracy", fp32, at_least=60.0)  # else the test proves nothing
+    learned("int8_vs_fp32_distance", abs(int8 - fp32), at_most=1.0)

@@ -16,11 +16,12 @@ import pytest
 
 from labkit.grading import ranking_page
 from labkit.grading.ranking_page import write_ranking_page
+from tests.helpers import requires
 from tests.test_ranking_page import HOSTILE, make_row, parse
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: install it with "
-                                "`apt-get install -y chromium` (.ci/run does when root)")
+pytestmark = requires(CHROMIUM is not None, "no chromium on PATH: install it with `apt-get install -y chromium` "
+                                             "(.ci/run does when root)")
 CONSOLE = re.compile(r":CONSOLE[:(]")  # chromium's console lines: INFO:CONSOLE:2] "..." or CONSOLE(2)
 
 

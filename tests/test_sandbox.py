@@ -14,11 +14,12 @@ import torch
 
 from labkit.grading.sandbox import SandboxConfig, SandboxedModel, isolation_available
 from labkit.profile import count_macs, model_size_bytes
+from tests.helpers import requires
 
 HERE = Path(__file__).parent
 HOSTILE, STUDENTS = HERE / "hostile", HERE / "students"
 HAS_BWRAP = isolation_available()["isolation"] == "bubblewrap"
-needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason=f"no bubblewrap sandbox: {isolation_available()['detail']}")
+needs_bwrap = requires(HAS_BWRAP, f"no bubblewrap sandbox: {isolation_available()['detail']}")
 IMAGES = np.random.default_rng(0).random((2, 3, 32, 64), dtype=np.float32)
 
 
