@@ -88,16 +88,16 @@ import torch
 for optimizer_class in (torch.optim.Optimizer, *torch.optim.Optimizer.__subclasses__()):
     optimizer_class.step = lambda self, closure=None: None
 """
-BROKEN_FOLDER = None  # set by --break-learning: a folder holding that sitecustomize.py
 NOT_REACHED = {"value": -1.0, "at_least": 0.0}  # a run that never reached its assertions counts as failed
 
 
-def environment(threads: int, seed: int) -> dict:
+def environment(threads: int, seed: int, broken: Path | None = None) -> dict:
+    """The variables of one run; ``broken``: a folder holding the ``--break-learning`` sitecustomize.py."""
     variables = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                  "LABKIT_SMOKE": "1", "LABKIT_TEST_SEED": str(seed), "PYTHONHASHSEED": "0",
                  "NO_ALBUMENTATIONS_UPDATE": "1", "MPLBACKEND": "Agg"}
-    if BROKEN_FOLDER:
-        variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BROKEN_FOLDER), os.environ.get("PYTHONPATH")]))
+    if broken:
+        variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(broken), os.environ.get("PYTHONPATH")]))
     return variables
 
 
@@ -106,11 +106,11 @@ def check_rows(source: str, checks: dict, **context) -> list[dict]:
     return [{"source": source, "check": name, **check, **context} for name, check in checks.items()]
 
 
-def run_notebooks(notebooks, *, threads: int, seed: int, work: Path) -> list[dict]:
+def run_notebooks(notebooks, *, threads: int, seed: int, work: Path, broken: Path | None = None) -> list[dict]:
     out = work / f"notebooks-t{threads}-s{seed}"
     command = [sys.executable, "-m", "labkit", "run", *(notebooks or []), "--mode", "smoke",
                "-p", "SEED", str(seed), "--out", str(out)]
-    subprocess.run(command, cwd=REPO_ROOT, env=environment(threads, seed), check=False,
+    subprocess.run(command, cwd=REPO_ROOT, env=environment(threads, seed, broken), check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
     rows = []
@@ -122,11 +122,12 @@ def run_notebooks(notebooks, *, threads: int, seed: int, work: Path) -> list[dic
     return rows
 
 
-def run_tests(*, threads: int, seed: int, work: Path) -> list[dict]:
+def run_tests(*, threads: int, seed: int, work: Path, broken: Path | None = None) -> list[dict]:
     log = work / f"tests-t{threads}-s{seed}.jsonl"
     log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "learning", "tests", "-p", "no:cacheprovider"]
-    completed = subprocess.run(command, cwd=REPO_ROOT, env={**environment(threads, seed),
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "learning", "tests", "-p", "no:cacheprovider",
+               f"--basetemp={work / f'pytest-t{threads}-s{seed}'}"]  # its own: never another run's temporary files
+    completed = subprocess.run(command, cwd=REPO_ROOT, env={**environment(threads, seed, broken),
                                "LABKIT_LEARNING_LOG": str(log)}, capture_output=True, text=True)
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     if completed.returncode not in (0, 1):  # 1: a test failed (its row is there); else no test ran at all
@@ -181,13 +182,13 @@ def table_text(rows: list[dict], *, source: str = "benchmarks/rows/smoke_margins
 
 
 def main(args) -> None:
-    global BROKEN_FOLDER
     if not args.table_only:
         work = args.work or Path(tempfile.mkdtemp(prefix="smoke-margins-"))
-        if args.break_learning:
-            BROKEN_FOLDER = work / "break-learning"
-            BROKEN_FOLDER.mkdir(parents=True, exist_ok=True)
-            (BROKEN_FOLDER / "sitecustomize.py").write_text(BREAK_LEARNING)
+        work.mkdir(parents=True, exist_ok=True)
+        broken = work / "break-learning" if args.break_learning else None
+        if broken:
+            broken.mkdir(parents=True, exist_ok=True)
+            (broken / "sitecustomize.py").write_text(BREAK_LEARNING)
             args.rows, args.readme = work / "broken.jsonl", None
         context = {**machine(), "date": datetime.now().strftime("%Y-%m-%d")}
         args.rows.parent.mkdir(parents=True, exist_ok=True)
@@ -195,9 +196,9 @@ def main(args) -> None:
             for threads in args.threads:
                 rows = []
                 if not args.no_notebooks:
-                    rows += run_notebooks(args.notebooks, threads=threads, seed=seed, work=work)
+                    rows += run_notebooks(args.notebooks, threads=threads, seed=seed, work=work, broken=broken)
                 if not args.no_tests:
-                    rows += run_tests(threads=threads, seed=seed, work=work)
+                    rows += run_tests(threads=threads, seed=seed, work=work, broken=broken)
                 with args.rows.open("a") as file:
                     for row in rows:
                         file.write(json.dumps({**row, "seed": seed, "threads": threads, **context}) + "\n")

@@ -58,8 +58,15 @@ def test_int8_predictions_agree_with_the_fake_quantized_model(learned):
     int8_model = qat.convert_to_int8(qat_model)
     images = torch.rand(2, 3, 32, 64)
     with torch.no_grad():
-        agreement = (qat_model(images).argmax(1) == int8_model(images).argmax(1)).float().mean().item()
-    learned("int8_agreement", agreement, at_least=0.95)
+        fake, int8 = qat_model(images), int8_model(images)
+    step = int8_model.outc.scale  # one step of the INT8 logits
+    # the INT8 logits are the fake-quantized ones up to rounding: seeds 0-9 gave at most 1.07 steps
+    learned("int8_logit_error_in_steps", ((fake - int8).abs().max() / step).item(), at_most=2.0)
+    # and predict the same class wherever no rounding can flip it (two classes closer than 2 steps can
+    # tie: after 3 steps on noise, seed 3 predicted one class everywhere with a tie at every pixel)
+    top2 = fake.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * step
+    assert torch.equal(fake.argmax(1)[clear], int8.argmax(1)[clear])
 
 
 def test_round_trip_through_the_grading_load_path_gives_identical_outputs(int8_model, tmp_path):
