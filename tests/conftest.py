@@ -19,6 +19,7 @@ _TEST_CACHE = None if "LABKIT_CACHE_DIR" in os.environ else tempfile.mkdtemp(pre
 os.environ.setdefault("LABKIT_CACHE_DIR", _TEST_CACHE or "")
 
 from labkit.paths import REPO_ROOT  # noqa: E402  (after the environment variables above)
+from labkit.tools.record import check_learning  # noqa: E402
 from tests.helpers import LEARNING_SEED  # noqa: E402
 
 # Student network.py files (hostile ones included) are data for the sandbox tests: never import them here.
@@ -88,10 +89,7 @@ def learned(request):
             with open(log, "a") as file:
                 file.write(json.dumps({"source": request.node.nodeid, "check": name, "value": float(value),
                                        **bound}) + "\n")
-        if at_least is not None:
-            assert value >= at_least, f"{name} = {value:.4g}, needs at least {at_least:.4g}"
-        else:
-            assert value <= at_most, f"{name} = {value:.4g}, needs at most {at_most:.4g}"
+        check_learning(name, float(value), at_least=at_least, at_most=at_most, display=False)
     return check
 
 
