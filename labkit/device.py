@@ -26,6 +26,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def recipe_notice(device: torch.device, *, smoke: bool, recipe: dict) -> str:
+    """One message for FULL mode without a CUDA GPU (e.g. a Colab CPU runtime), else ``""``: which
+    recipe runs, how to learn how long it takes, and how to get the GPU recipe.
+
+    Example:
+        >>> recipe_notice(torch.device("cpu"), smoke=False, recipe={"epochs": 60}).startswith("FULL mode without")
+        True
+        >>> recipe_notice(torch.device("cpu"), smoke=True, recipe={})
+        ''
+    """
+    if smoke or device.type == "cuda":
+        return ""
+    return (f"FULL mode without a CUDA GPU: this runs the CPU recipe {recipe}. The README's Results table "
+            "gives its minutes on a 2-core CPU, and training prints its own estimate after the first epoch. "
+            "For the GPU recipe on Colab: Runtime > Change runtime type > T4 GPU, then run the notebook "
+            "from the top.")
+
+
 def seed_everything(seed: int = 0, *, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA).
 

@@ -8,7 +8,10 @@ Every dataset module (pets, cifar10, cityscapes) downloads through `download_url
   replaces the official host: ``<mirror>/<file name>`` is fetched instead;
 - bytes go to ``<dest>.part`` and are renamed only after the MD5 matched, so an interrupted or
   corrupt download never looks like a finished one;
-- without network the error (`DatasetNotFoundError`) says which files to put in which folder.
+- without network the error (`DatasetNotFoundError`) says which files to put in which folder;
+- the environment variable ``LABKIT_ARCHIVES`` names a folder where downloaded archives are kept
+  instead of the dataset folder (`archive_path`): on Colab a folder on Drive, so a new VM extracts the
+  archives onto its own fast disk instead of downloading them again.
 
 Example (offline-safe: the mirror is a local folder)::
 
@@ -36,6 +39,7 @@ from urllib.parse import urlparse
 from tqdm.auto import tqdm
 
 DEFAULT_MIRROR_ENV = "LABKIT_MIRROR"
+ARCHIVES_ENV = "LABKIT_ARCHIVES"
 TIMEOUT_S = 30  # per blocking network operation; a dead host should fail fast, not hang a notebook
 
 
@@ -54,6 +58,20 @@ def md5sum(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: file.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def archive_path(root: str | Path, name: str) -> Path:
+    """Where the archive ``name`` of the dataset in ``root`` is kept: ``$LABKIT_ARCHIVES/name`` when
+    that is set (the Colab bootstrap sets it to a folder on Drive), else ``root/name``.
+
+    Example:
+        >>> os.environ[ARCHIVES_ENV] = "/drive/data-archives"
+        >>> archive_path("data/pets", "images.tar.gz").as_posix()
+        '/drive/data-archives/images.tar.gz'
+        >>> del os.environ[ARCHIVES_ENV]
+    """
+    kept = os.environ.get(ARCHIVES_ENV, "").strip()
+    return Path(kept) / name if kept else Path(root) / name
 
 
 def how_to_get_message(
@@ -75,6 +93,8 @@ def how_to_get_message(
     lines += [f"  {name:<{width}}  from {url}" for name, url in files]
     lines.append(f"or set {mirror_env} to a folder or URL that holds them "
                  f"(e.g. {mirror_env}=/mnt/datasets or {mirror_env}=https://my.mirror/path).")
+    if os.environ.get(ARCHIVES_ENV, "").strip():
+        lines.append(f"(Archives are kept in {os.environ[ARCHIVES_ENV]} ({ARCHIVES_ENV}): files put there are used too.)")
     if command:
         lines.append(f"Then run {command} to verify and extract them.")
     return "\n".join(lines)

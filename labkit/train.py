@@ -205,6 +205,9 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         history.append(row)
         if log:
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            if epoch == start_epoch + 1 and epoch < epochs:  # the first epoch of this run: how long the rest takes
+                log(f"about {(epochs - epoch) * row['seconds'] / 60:.1f} min for the other {epochs - epoch} "
+                    f"epochs at this epoch's speed")
         if last_path is not None:
             write_checkpoint(last_path, model, optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch,
                              best_metric=best_metric, best_epoch=best_epoch, history=history,

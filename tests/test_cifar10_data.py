@@ -141,6 +141,24 @@ def test_download_extracts_archive_from_mirror_and_then_skips(fixture_root, tmp_
     assert cifar10.download(tmp_path / "data", progress=False) == folder
 
 
+def test_an_archive_kept_in_labkit_archives_is_extracted_on_a_new_machine_without_a_download(
+        fixture_root, tmp_path, monkeypatch):
+    """Colab: the archive lives on Drive ($LABKIT_ARCHIVES), the data on the VM's disk (issue 33)."""
+    kept = tmp_path / "drive" / "data-archives"
+    kept.mkdir(parents=True)
+    archive = kept / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(fixture_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5sum(archive))
+    monkeypatch.setenv("LABKIT_ARCHIVES", str(kept))
+    monkeypatch.setenv("LABKIT_MIRROR", str(tmp_path / "empty-mirror"))  # any download attempt fails
+    for vm in ("vm-1", "vm-2"):  # a recycled VM starts with an empty local disk
+        cifar10.download(tmp_path / vm / "data", progress=False)
+        assert len(cifar10.CIFAR10(tmp_path / vm / "data", "test")) == 30
+        assert not (tmp_path / vm / "data" / "cifar-10-python.tar.gz").exists()
+    assert archive.is_file()
+
+
 def test_download_without_network_or_mirror_explains_where_to_put_files(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_MIRROR", str(tmp_path / "empty-mirror"))
     with pytest.raises(DatasetNotFoundError, match="cifar-10-python.tar.gz"):

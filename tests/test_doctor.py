@@ -67,3 +67,14 @@ def test_sandbox_finding_is_ok_for_bubblewrap_and_warns_with_the_detail_for_limi
                         lambda: {"isolation": "bubblewrap", "detail": "/usr/bin/bwrap: no network"})
     [finding] = doctor._sandbox()
     assert finding.level == "ok" and "/usr/bin/bwrap" in finding.detail
+
+
+def test_the_runtime_line_says_colab_without_a_gpu_and_how_to_get_one(monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261201-060000_RC00")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (runtime,) = [finding for finding in doctor.diagnose(data_root="missing") if finding.topic == "runtime"]
+    assert runtime.level == "warn" and "Colab without a GPU" in runtime.detail and "T4 GPU" in runtime.fix
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.setattr(doctor, "on_colab", lambda: False)
+    (runtime,) = [finding for finding in doctor.diagnose(data_root="missing") if finding.topic == "runtime"]
+    assert runtime.level == "ok" and runtime.detail.startswith("not Colab")

@@ -46,3 +46,22 @@ def test_cells_stay_short_and_call_labkit(path):
     code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
     assert any("labkit" in text for text in code)
     assert max(len(text.splitlines()) for text in code[1:]) <= 45
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_opens_the_notebook_on_a_gpu_runtime(path):
+    metadata = json.loads(path.read_text())["metadata"]
+    assert metadata.get("accelerator") == "GPU" and metadata.get("colab", {}).get("gpuType") == "T4"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_your_turn_cell_names_where_the_file_is_on_colab(path):
+    import re
+
+    from labkit.tools.colab_setup import DRIVE_FOLDER
+
+    turns = [source(c) for c in cells(path) if c["cell_type"] == "markdown" and source(c).startswith("### Your turn")]
+    assert turns, path.name
+    for text in turns:
+        for file in set(re.findall(r"`(labkit/[\w/]+\.py)`", text)):
+            assert f"`{DRIVE_FOLDER}/{file}`" in text, (path.name, text.splitlines()[0], file)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from labkit.download import (DatasetNotFoundError, download_url, extract_archive,
+from labkit.download import (DatasetNotFoundError, archive_path, download_url, extract_archive,
                                   how_to_get_message)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -363,7 +363,7 @@ def download(root: str | Path, *, progress: bool = True) -> Path:
     folder = root / BATCHES_FOLDER
     if all((folder / name).is_file() for name in FILE_MD5):
         return folder
-    archive = download_url(URL, root / "cifar-10-python.tar.gz", md5=ARCHIVE_MD5, progress=progress,
+    archive = download_url(URL, archive_path(root, "cifar-10-python.tar.gz"), md5=ARCHIVE_MD5, progress=progress,
                            hint=_how_to_get(root))
     extract_archive(archive, root)
     return folder

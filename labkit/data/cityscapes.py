@@ -59,7 +59,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes as _TorchvisionCityscapes
 
 from labkit.data.cache import cached_split
-from labkit.download import (ChecksumError, DatasetNotFoundError, download_url,
+from labkit.download import (ChecksumError, DatasetNotFoundError, archive_path, download_url,
                                   extract_archive, how_to_get_message, md5sum)
 
 CATEGORY_NAMES = ("void", "flat", "construction", "object", "nature", "sky", "human", "vehicle")
@@ -194,7 +194,7 @@ def download(root: str | Path, *, progress: bool = True, keep_archives: bool = T
         folder = root / name.split("_")[0]  # leftImg8bit/ or gtFine/
         if folder.is_dir():
             continue
-        archive = root / name
+        archive = archive_path(root, name)
         if archive.is_file():
             actual = md5sum(archive)  # about half a minute for the 11 GB image archive
             if actual != md5:
@@ -208,7 +208,7 @@ def download(root: str | Path, *, progress: bool = True, keep_archives: bool = T
         else:
             raise DatasetNotFoundError(f"{archive} not found.\n{_how_to_get(root)}")
         extract_archive(archive, root)
-        if not keep_archives:
+        if not keep_archives and archive.parent == root:  # never delete the kept copy ($LABKIT_ARCHIVES)
             archive.unlink()
     detect_layout(root)
     return root

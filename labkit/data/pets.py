@@ -32,7 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from labkit.data.cache import cached_split
-from labkit.download import (DatasetNotFoundError, download_url, extract_archive,
+from labkit.download import (DatasetNotFoundError, archive_path, download_url, extract_archive,
                                   how_to_get_message)
 
 # (official URL, MD5, folder the archive unpacks to) -- from torchvision's OxfordIIITPet._RESOURCES
@@ -78,10 +78,10 @@ def download(root: str | Path, *, progress: bool = True, keep_archives: bool = T
     for url, md5, unpacked_folder in RESOURCES:
         if (root / unpacked_folder).is_dir():
             continue
-        archive = download_url(url, root / Path(urlparse(url).path).name, md5=md5,
+        archive = download_url(url, archive_path(root, Path(urlparse(url).path).name), md5=md5,
                                progress=progress, hint=_how_to_get(root))
         extract_archive(archive, root)
-        if not keep_archives:
+        if not keep_archives and archive.parent == root:  # never delete the kept copy ($LABKIT_ARCHIVES)
             archive.unlink()
     return check_root(root)
 

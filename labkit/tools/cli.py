@@ -23,6 +23,7 @@ COMMANDS = {
     "gradescope": ("labkit.tools.gradescope", "write a Gradescope autograder .zip: setup.sh, run_autograder, data"),
     "release": ("labkit.tools.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
     "doctor": ("labkit.tools.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
+    "handin": ("labkit.tools.handin", "build a lab's hand-in zip (the course's file names), checked as the TA will"),
 }
 
 

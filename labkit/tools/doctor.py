@@ -60,6 +60,27 @@ def _accelerator() -> list[Finding]:
                     f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free")]
 
 
+def on_colab() -> bool:
+    """Google Colab: its ``google.colab`` package (or the release tag Colab sets in the environment)."""
+    import importlib.util
+    return bool(os.environ.get("COLAB_RELEASE_TAG")) or (
+        importlib.util.find_spec("google") is not None and importlib.util.find_spec("google.colab") is not None)
+
+
+def _runtime() -> list[Finding]:
+    """Which runtime this is, and where the labkit that Python imports comes from."""
+    import torch
+
+    import labkit
+    source = f"labkit from {Path(labkit.__file__).parent}"
+    if not on_colab():
+        return [Finding("ok", "runtime", f"not Colab (a local Python); {source}")]
+    if torch.cuda.is_available():
+        return [Finding("ok", "runtime", f"Colab with a GPU ({torch.cuda.get_device_name(0)}); {source}")]
+    return [Finding("warn", "runtime", f"Colab without a GPU: FULL mode trains the CPU recipes; {source}",
+                    "Runtime > Change runtime type > T4 GPU, then run the notebook's first cell again")]
+
+
 def _kernel() -> list[Finding]:
     try:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -163,7 +184,7 @@ def diagnose(*, data_root: str | Path = "data") -> list[Finding]:
     if any(f.level == "fail" and f.topic == "torch" for f in findings):
         return findings
     importlib.import_module("torch")
-    return findings + _accelerator() + _kernel() + _traps() + _sandbox() + _datasets(Path(data_root))
+    return findings + _runtime() + _accelerator() + _kernel() + _traps() + _sandbox() + _datasets(Path(data_root))
 
 
 def main(argv: list[str] | None = None) -> int:

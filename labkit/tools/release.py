@@ -15,10 +15,11 @@ and finally scans the result: a marker, a solution line or a hidden path left be
 
 Then it packs what students install (``--dist``, default the folder above ``--out``)::
 
-    dist/labkit-0.1.0-py3-none-any.whl     the student labkit (pip install, torch untouched)
-    dist/labkit-notebooks-0.1.0.zip        notebooks/ + checks/ + README.md, the students' working folder
+    dist/labkit-0.1.0-py3-none-any.whl     the student labkit, for ``pip install`` (torch untouched)
+    dist/labkit-course-0.1.0.zip           labkit/ source + notebooks/ + checks/ + README.md + pyproject.toml
 
-The Colab cell (``labkit/tools/colab.py``) installs these two from the URL the TA sets there.
+The Colab cell (``labkit/tools/colab.py``) fetches the zip from the folder the TA sets there and keeps
+the student's ``labkit/`` on Drive, where the student edits it.
 """
 from __future__ import annotations
 
@@ -264,19 +265,22 @@ def build_wheel(edition: Path, dist: Path) -> Path:
     return wheels[0]
 
 
-def zip_notebooks(edition: Path, dist: Path, *, version: str) -> Path:
-    """Zip the students' working folder: ``notebooks/``, ``checks/``, ``README.md`` (under ``labkit/``).
+def zip_course(edition: Path, dist: Path, *, version: str) -> Path:
+    """Zip what a student works with: ``labkit/`` (the source with the TODOs), ``notebooks/``,
+    ``checks/``, ``README.md``, ``data/README.md`` and ``pyproject.toml``, at the zip's top level.
 
-    Unzipped it gives ``labkit/notebooks/01_....ipynb`` next to ``labkit/checks/``, so a notebook's
-    relative ``../checks`` works. Example: ``zip_notebooks(Path("dist/student"), Path("dist"), version="0.1.0")``.
+    On Colab the first cell unpacks it and copies ``labkit/`` and ``notebooks/`` to the student's Drive
+    (``labkit/tools/colab_setup.py``); on a laptop, ``unzip labkit-course-0.1.0.zip -d labkit-course``
+    then ``pip install -e labkit-course``. Example:
+    ``zip_course(Path("dist/student"), Path("dist"), version="0.1.0")`` -> ``dist/labkit-course-0.1.0.zip``.
     """
-    archive = dist / f"labkit-notebooks-{version}.zip"
+    archive = dist / f"labkit-course-{version}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for entry in ("README.md", "notebooks", "checks", "data/README.md"):
+        for entry in ("README.md", "pyproject.toml", "labkit", "notebooks", "checks", "data/README.md"):
             path = edition / entry
             for file in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
-                if file.is_file() and "__pycache__" not in file.parts:
-                    bundle.write(file, Path("labkit") / file.relative_to(edition))
+                if file.is_file() and not set(file.relative_to(edition).parts) & set(SKIPPED_NAMES):
+                    bundle.write(file, file.relative_to(edition))
     return archive
 
 
@@ -302,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dist = args.dist or args.out.parent
             print(f"wheel: {build_wheel(args.out, dist)}")
-            print(f"notebooks: {zip_notebooks(args.out, dist, version=__version__)}")
+            print(f"course zip: {zip_course(args.out, dist, version=__version__)}")
     except (LeakError, ValueError) as error:
         print(f"release failed: {error}", file=sys.stderr)
         return 1
