@@ -9,7 +9,8 @@ imported in a sandbox (labkit.grading.sandbox: no network, dataset hidden, limit
 logits come back; Dice is computed here. The verdict's JSON carries the sandbox's record.
 
 The course's tiers: Dice >= 0.90 full marks, >= 0.85 80%, >= 0.80 60%, else 0. Exit code 0 when the
-model earns credit (Dice >= 0.80), 1 below that, 2 for an invalid file, 3 when the dataset is missing.
+goal is reached (Dice >= 0.90: full marks), 1 below it (the verdict and ``--json``'s ``credit`` give the
+partial credit: 0.8, 0.6 or 0), 2 for an invalid file, 3 when the dataset is missing.
 The file is read with ``torch.load(weights_only=True, map_location="cpu")`` and loaded strictly into
 the network labkit builds (widths read from the file's weight shapes).
 
@@ -60,7 +61,7 @@ def verdict(dice: float, described: str, test_set, args, notes, extra: dict | No
                f"Dice on the test split ({len(test_set)} images, {args.image_size}x{args.image_size}): "
                f"{dice:.4f} -> {tier}")
     metrics = {"dice": dice, "credit": credit, "test_images": len(test_set)} | (extra or {})
-    return CheckResult("segmentation", credit > 0, message, notes=notes, metrics=metrics)
+    return CheckResult("segmentation", credit == 1.0, message, notes=notes, metrics=metrics)  # 0: the goal
 
 
 def evaluate_network(args) -> CheckResult:
