@@ -6,7 +6,9 @@ after *Runtime -> Restart session*, twice in one kernel), so the kernel always e
 1. mounts Drive (``USE_DRIVE``; ``drive.mount`` answers at once when Drive is already mounted);
 2. once per release, copies ``labkit-course-<version>.zip`` from ``RELEASE`` (a URL folder or a Drive
    folder the TA sets ONCE, here) to ``MyDrive/labkit-course/releases/``; once per VM, unpacks it on
-   the VM's disk (one large file read from Drive, not hundreds of small ones written to it);
+   the VM's disk (one large file read from Drive, not hundreds of small ones written to it). The
+   version is the newest of the notebook's own and the release folder's ``LATEST`` file (written by
+   ``python -m labkit release``), so a notebook the student keeps on Drive still gets a newer release;
 3. runs ``labkit/tools/colab_setup.py`` from that release: the student's code and notebooks copied to
    Drive where missing (never overwritten), labkit imported from there, the missing requirements
    pip-installed around Colab's torch, data on the VM's disk, checkpoints on Drive, and ``os.chdir``
@@ -40,11 +42,18 @@ if ON_COLAB:
     if USE_DRIVE:
         from google.colab import drive
         drive.mount("/content/drive")
+    import shutil, urllib.request, zipfile
+    try:  # the newest release the TA published (its LATEST file), when newer than this notebook's
+        where = f"{RELEASE.rstrip('/')}/LATEST"
+        source = urllib.request.urlopen(where, timeout=10) if "://" in where else open(where, "rb")
+        latest = source.read().decode().strip()
+        VERSION = max(VERSION, latest, key=lambda v: tuple(int(part) for part in v.split(".")))
+    except (OSError, ValueError):
+        pass  # offline, or no LATEST: this notebook's release
     bundle = f"{COURSE}/releases/labkit-course-{VERSION}.zip"
     if not os.path.isfile(bundle):  # once per release
         if "<" in RELEASE:
             raise RuntimeError("Ask your TA for the labkit release folder and set RELEASE above")
-        import shutil, urllib.request
         os.makedirs(os.path.dirname(bundle), exist_ok=True)
         name = os.path.basename(bundle)
         if RELEASE.startswith(("http://", "https://")):
@@ -54,8 +63,11 @@ if ON_COLAB:
         os.replace(bundle + ".part", bundle)
     unpacked = f"/content/labkit-release-{VERSION}"
     if not os.path.isfile(f"{unpacked}/.complete"):  # once per VM
-        import zipfile
-        zipfile.ZipFile(bundle).extractall(unpacked)
+        try:
+            zipfile.ZipFile(bundle).extractall(unpacked)
+        except zipfile.BadZipFile:
+            os.remove(bundle)
+            raise RuntimeError(f"{bundle} was damaged (an interrupted copy?) and is now deleted: run this cell again")
         open(f"{unpacked}/.complete", "w").close()
     spec = importlib.util.spec_from_file_location("colab_setup", f"{unpacked}/labkit/tools/colab_setup.py")
     colab_setup = importlib.util.module_from_spec(spec)

@@ -98,6 +98,7 @@ def sync_course(release: Path, course: Path, *, version: str) -> dict:
             continue
         ours, theirs, first = file_hash(target), file_hash(source), baseline["files"].get(relative)
         if ours == theirs:
+            baseline["files"].setdefault(relative, theirs)  # (an interrupted first run recorded none)
             continue
         report["changed" if first == ours else "kept"].append(relative)  # not edited / edited by the student
         if first != theirs:  # a newer release changed this file: its copy goes beside the student's
@@ -105,10 +106,11 @@ def sync_course(release: Path, course: Path, *, version: str) -> dict:
             if not beside.is_file() or file_hash(beside) != theirs:
                 _copy(source, beside)
             report["newer"].append(relative)
-    if report["copied"] or "version" not in baseline:
-        baseline.setdefault("version", version)
+    baseline.setdefault("version", version)
+    text = json.dumps(baseline, indent=1, sort_keys=True)
+    if not baseline_path.is_file() or baseline_path.read_text() != text:
         baseline_path.parent.mkdir(parents=True, exist_ok=True)
-        baseline_path.write_text(json.dumps(baseline, indent=1, sort_keys=True))
+        baseline_path.write_text(text)
     return report
 
 
@@ -136,7 +138,8 @@ def build_workdir(workdir: Path, *, course: Path, release: Path) -> Path:
     # above the release's checks/ is the release's labkit/ (the TODO stubs), not the student's.
     if (workdir / "checks").is_symlink():
         (workdir / "checks").unlink()
-    shutil.copytree(release / "checks", workdir / "checks", dirs_exist_ok=True)
+    shutil.rmtree(workdir / "checks", ignore_errors=True)  # this release's checks only
+    shutil.copytree(release / "checks", workdir / "checks")
     _link(workdir / "README.md", release / "README.md")
     for notebook in sorted((course / "notebooks").glob("*.ipynb")):  # what labkit reads of a notebook
         _link(workdir / "notebooks" / notebook.name, notebook)

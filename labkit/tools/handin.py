@@ -1,6 +1,6 @@
 """``python -m labkit handin LAB``: build the zip a lab hands in, and check it as the TA will.
 
-    python -m labkit handin 03 [--student-id r0123] [--runs notebooks/runs] [--out handin/r0123_lab03.zip]
+    python -m labkit handin 03 [--student-id r0123] [--runs notebooks/runs] [--out r0123_lab03.zip]
         [--data data/cifar10] [--image-size 64] [--device cpu] [--timeout 1800] [--no-check]
 
 1. Finds the files the lab's notebook saved in its run folder (the notebook's ``OUT_DIR``, read from
@@ -219,7 +219,7 @@ def handin(lab, *, student_id: str | None = None, runs=None, out=None, check: bo
                             + "\n".join(f"  {file}: {name}" for file, name in stubs)
                             + "\nimplement each (the notebook explains it; its self-check cell says when it is "
                               "right), restart the kernel, re-run the notebook's save cells, then hand in again")
-    out = Path(out) if out is not None else Path("handin") / f"{student_id}_lab{number}.zip"
+    out = Path(out) if out is not None else folder / f"{student_id}_lab{number}.zip"  # kept with the run
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary, previous = out.with_name(f".{out.name}.{os.getpid()}.tmp"), out.with_name(f"{out.stem}.previous.zip")
     try:
@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("lab", help="01..05, or a lab's name: unet, resnet34_unet, pruning, quantization, efficient")
     parser.add_argument("--student-id", help="names the zip and its files (default: the id in the saved file names)")
     parser.add_argument("--runs", help="the notebook's OUT_DIR or a folder holding it (default: its parameters cell's)")
-    parser.add_argument("--out", help="the zip (default: handin/<id>_lab<NN>.zip; an old one becomes .previous.zip)")
+    parser.add_argument("--out", help="the zip (default: <id>_lab<NN>.zip in the run folder, on Drive on Colab; an old one "
+                             "becomes .previous.zip)")
     parser.add_argument("--data", help="dataset root for the check (default: the check's)")
     parser.add_argument("--image-size", type=int, nargs="+", help="the check's evaluation size (Labs 01, 02, 05)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the check runs (default: its own)")

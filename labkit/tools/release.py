@@ -17,6 +17,7 @@ Then it packs what students install (``--dist``, default the folder above ``--ou
 
     dist/labkit-0.1.0-py3-none-any.whl     the student labkit, for ``pip install`` (torch untouched)
     dist/labkit-course-0.1.0.zip           labkit/ source + notebooks/ + checks/ + README.md + pyproject.toml
+    dist/LATEST                            "0.1.0": a notebook of an older release fetches this one
 
 The Colab cell (``labkit/tools/colab.py``) fetches the zip from the folder the TA sets there and keeps
 the student's ``labkit/`` on Drive, where the student edits it.
@@ -307,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             dist = args.dist or args.out.parent
             print(f"wheel: {build_wheel(args.out, dist)}")
             print(f"course zip: {zip_course(args.out, dist, version=__version__)}")
+            (dist / "LATEST").write_text(__version__ + "\n")  # the Colab cell takes the newest release
     except (LeakError, ValueError) as error:
         print(f"release failed: {error}", file=sys.stderr)
         return 1
