@@ -45,10 +45,9 @@ def main(notebook_path: str, result_path: str, inject_json: str) -> int:
     client = NotebookClient(notebook, kernel_name="python3", timeout=900, resources={"metadata": {"path": "/content"}})
     result = {"cells": [], "error": None, "probe": None}
     started = time.perf_counter()
+    code_cells = [(index, cell) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     with client.setup_kernel():
-        for index, cell in enumerate(notebook.cells):
-            if cell.cell_type != "code":
-                continue
+        for index, cell in code_cells:
             try:
                 client.execute_cell(cell, index)
             except CellExecutionError as error:
