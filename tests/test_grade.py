@@ -3,7 +3,8 @@ import json
 
 import torch
 
-from labkit.grading.batch import EXIT_TIMEOUT, TASKS, grade_folder, main, student_id, write_results
+from labkit.grading.batch import EXIT_TIMEOUT, TASKS, grade_folder, student_id, write_results
+from labkit.grading.grade_class import main
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
 from tests.helpers import CreatesMarkerWhenUnpickled, hanging_checks_dir
@@ -54,4 +55,4 @@ def test_a_folder_of_good_bad_hostile_and_hanging_files_gets_one_row_each(traine
 
 def test_cli_refuses_a_missing_folder(tmp_path, capsys):
     assert main([str(tmp_path / "none"), "--task", "pruning"]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "neither a folder nor a .zip" in capsys.readouterr().err

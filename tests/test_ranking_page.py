@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 import pytest
 
 from labkit.grading import ranking_page
-from labkit.grading.batch import build_parser
-from labkit.grading.batch import main as grade_main
+from labkit.grading.grade_class import build_parser
+from labkit.grading.grade_class import main as grade_main
 from labkit.grading.ranking_page import CONTENT_SECURITY_POLICY, page_html, write_ranking_page
 from labkit.grading.tasks import TASKS
 
@@ -200,3 +200,53 @@ def test_grade_html_writes_the_page_from_real_checks(tmp_path, cat_only_data, ca
     assert column(html, "ranking", 1) == ["s80", "s60"]
     assert column(html, "submissions", 1) == ["s60", "s80"]
     assert column(html, "submissions", 3) == ["passed", "passed"]
+
+
+# ----------------------------------------------------------------------------- issue 37: students, copies
+
+def test_a_student_with_two_qualifying_files_is_ranked_once_by_the_better_one():
+    rows = [make_row("a", file="a_pruning.pt", accuracy=91.0, sparsity=70.0),
+            make_row("a", file="a_v2_pruning.pt", accuracy=90.5, sparsity=95.0),   # a's better file
+            make_row("b", file="b_pruning.pt", accuracy=92.0, sparsity=80.0)]
+    page = page_html(rows, "pruning")
+    assert list(zip(column(page, "ranking", 0), column(page, "ranking", 1), column(page, "ranking", 2))) == [
+        ("1", "a", "a_v2_pruning.pt"), ("2", "b", "b_pruning.pt")]             # not 1, 2, 3
+    assert column(page, "submissions", 2) == [row["file"] for row in rows]     # every file still listed
+    ranks = column(page, "submissions", 4)
+    assert ranks[1:] == ["1", "2"] and "one line per student" in ranks[0] and "row 2 ranks 1" in ranks[0]
+    assert '<span id="student-count">2</span>' in page
+
+
+def test_lower_is_better_keeps_the_lower_fom_and_task1_files_never_count():
+    rows = [make_row("a", file="a_model_task2.pth", miou=0.70, fom=3e26),
+            make_row("a", file="a_v2_model_task2.pth", miou=0.69, fom=5e25),
+            make_row("b", file="b_model_task2.pth", miou=0.67, fom=9e25),
+            make_row("b", file="b_model_task1.pth", miou=0.80, fom=1e20),              # Task 1, by its name
+            {**make_row("c", file="c_weights.pth", miou=0.8, fom=1e21), "artifact": "model_task1"}]
+    assert [(rank, row["file"]) for rank, row in ranking_page.ranked(rows, "efficient")] == [
+        (1, "a_v2_model_task2.pth"), (2, "b_model_task2.pth")]
+    ranks = dict(zip(column(page_html(rows, "efficient"), "submissions", 2),
+                     column(page_html(rows, "efficient"), "submissions", 4)))
+    assert "Task 2" in ranks["b_model_task1.pth"] and "Task 2" in ranks["c_weights.pth"]
+
+
+def test_ties_between_students_still_share_a_rank_when_one_has_two_files():
+    rows = [make_row("c", accuracy=91.0), make_row("a", accuracy=91.0, file="a1.pt"),
+            make_row("a", accuracy=91.0, file="a2.pt"), make_row("d", accuracy=90.0)]
+    page = page_html(rows, "quantization")
+    assert column(page, "ranking", 1) == ["a", "c", "d"] and column(page, "ranking", 0) == ["1", "1", "3"]
+    assert column(page, "ranking", 2) == ["a1.pt", "subs/c_x.pt", "subs/d_x.pt"]
+
+
+def test_possible_copies_are_listed_escaped_with_the_human_lead_sentence():
+    rows = [make_row("a", accuracy=91.0, sparsity=60.0), make_row("b", accuracy=91.0, sparsity=60.0)]
+    similar = [{"task": "pruning", "a_id": HOSTILE[0], "a_file": "a_pruning.pt", "b_id": "b",
+                "b_file": HOSTILE[2], "kind": "identical weights", "figure": 1.0, "detail": HOSTILE[3]}]
+    page = page_html(rows, "pruning", similar=similar)
+    assert "Possible copies" in page and "never a grade" in page
+    assert parse(page).tables["similar"] == [["pruning", HOSTILE[0], "a_pruning.pt", "b", HOSTILE[2],
+                                              "identical weights", "1", HOSTILE[3]]]
+    assert "<script" not in page and "<img" not in page and "<h1>owned" not in page
+    for absent in (None, []):
+        assert "Possible copies" not in page_html(rows, "pruning", similar=absent)
+        assert "similar" not in parse(page_html(rows, "pruning", similar=absent)).tables

@@ -1,7 +1,7 @@
-"""Grade a folder of submissions: one check process per file, in parallel, with a timeout.
+"""Grade files: one check process per file, in parallel, with a timeout; the per-file CSV.
 
-    python -m labkit grade DIR --task pruning --data data/cifar10 --jobs 2 --timeout 600 --out grades.csv
-    python -m labkit grade DIR --task pruning --data data/cifar10 --html ranking.html   # + the ranking page
+``python -m labkit grade`` (:mod:`labkit.grading.grade_class`) calls :func:`grade_one` for every file
+of a class's download; :func:`grade_folder` grades a folder of the course's file names as it is.
 
 Each submission runs ``checks/check_<task>.py --path FILE --json`` in its own process (its own
 session, so a hang is killed with everything it started), so a crash, a hang or a hostile file in one
@@ -16,17 +16,11 @@ Every candidate gets a row: files ending ``.pt``/``.pth``/``.pth.tar`` in any le
 directories and symbolic links with those names get a ``skipped`` row with the reason. For Lab 05 a
 ``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside the weights is graded
 through the sandbox (``--network``). Each check runs under a memory cap (``--memory``). CSV cells are
-escaped against formula injection and capped in length. The exit code is 1 when any submission could
-not be graded (skipped, timed out, crashed, or a problem of the grading machine), else 0; the last
-line counts each outcome.
-
-``--html PATH`` (default off) also writes one static, self-contained HTML page
-(:mod:`labkit.grading.ranking_page`): the course's ranking among qualifiers, a plot, and every
-submission's verdict and message.
+escaped against formula injection and capped in length. :func:`not_graded` says which rows got no verdict
+(skipped, timed out, crashed, or a problem of the grading machine); :func:`summary` counts each outcome.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -41,7 +35,7 @@ from tqdm.auto import tqdm
 
 from labkit.grading.call_check import check_command, last_json_line
 from labkit.grading.contract import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED
-from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, parse_memory
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES
 from labkit.grading.tasks import TASKS, Task
 from labkit.paths import CHECKS_DIR
 
@@ -49,6 +43,8 @@ EXIT_TIMEOUT = 124  # what GNU timeout uses; the check itself never returns it
 SUBMISSION_SUFFIXES = (".pth.tar", ".pth", ".pt")  # compared in lower case
 MAX_CELL_CHARS = 2000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# where a row came from, when the class grader (labkit.grading.grade_class) made it: CSV columns after "seconds"
+PROVENANCE = ("artifact", "origin", "timestamp", "timestamp_source", "sha256", "labkit_version", "reused")
 OUTCOMES = {EXIT_PASSED: "passed", EXIT_BELOW_GOAL: "below goal", EXIT_INVALID: "invalid submission",
             EXIT_ENVIRONMENT: "environment problem"}
 
@@ -119,10 +115,13 @@ def _file_flags(path: Path, task_name: str) -> dict:
 
 def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout: float,
               checks_dir: Path = CHECKS_DIR, python: str = sys.executable,
-              memory_bytes: int = DEFAULT_MEMORY_BYTES) -> dict:
-    """Run the check on one file under a memory cap; always returns a row, whatever the file does."""
+              memory_bytes: int = DEFAULT_MEMORY_BYTES, student: str | None = None) -> dict:
+    """Run the check on one file under a memory cap; always returns a row, whatever the file does.
+
+    ``student`` is the id the row carries (default: read from the course's file name).
+    """
     task = TASKS[task_name]
-    row = {"id": student_id(path, task), "file": str(path), "status": "ok", "exit_code": None,
+    row = {"id": student if student is not None else student_id(path, task), "file": str(path), "status": "ok", "exit_code": None,
            "passed": False, "metrics": {}, "message": "", "seconds": 0.0}
     reason = skip_reason(path)
     if reason is not None:
@@ -191,7 +190,12 @@ def outcome(row: dict) -> str:
 
 
 def not_graded(row: dict) -> bool:
-    """True when the submission got no verdict (skipped, timeout, crashed, the grader's problem)."""
+    """True when the submission got no verdict (skipped, timeout, crashed, the grader's problem).
+
+    A superseded file (a later one of the same student and artifact was graded) is not a failure.
+    """
+    if row["status"] == "superseded":
+        return False
     return row["status"] != "ok" or row["exit_code"] not in (EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID)
 
 
@@ -208,8 +212,10 @@ def write_results(rows: list[dict], csv_path: Path) -> Path:
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     metric_names = sorted({name for row in rows for name, value in row["metrics"].items()
                            if isinstance(value, (int, float, str, bool))})
-    columns = ["id", "file", "status", "exit_code", "passed", *[f"metric_{m}" for m in metric_names],
-               "message", "seconds"]
+    provenance = [key for key in PROVENANCE if any(key in row for row in rows)]
+    columns = ["id", *[key for key in provenance if key == "artifact"], "file", "status", "exit_code", "passed",
+               *[f"metric_{m}" for m in metric_names], "message", "seconds",
+               *[key for key in provenance if key != "artifact"]]
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -221,52 +227,3 @@ def write_results(rows: list[dict], csv_path: Path) -> Path:
     json_path = csv_path.with_suffix(".json")
     json_path.write_text(json.dumps(rows, indent=2, default=float))
     return json_path
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m labkit grade", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="folder of submissions (searched recursively)")
-    parser.add_argument("--task", required=True, choices=sorted(TASKS))
-    parser.add_argument("--data", help="dataset root passed to the check")
-    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--jobs", type=int, default=1, help="checks run at the same time")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per submission")
-    parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
-                        help="address-space cap of each check process, e.g. 6G")
-    parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV path (JSON beside it)")
-    parser.add_argument("--html", type=Path, default=None,
-                        help="also write a static ranking page here, e.g. ranking.html (default: none)")
-    parser.add_argument("--checks-dir", type=Path, default=CHECKS_DIR, help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.folder.is_dir():
-        print(f"error: {args.folder} is not a folder of submissions", file=sys.stderr)
-        return 2
-    check_arguments = ["--device", args.device] + (["--data", args.data] if args.data else [])
-    try:
-        memory_bytes = parse_memory(args.memory)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    rows = grade_folder(args.folder, args.task, check_arguments=check_arguments, jobs=args.jobs,
-                        timeout=args.timeout, checks_dir=args.checks_dir, memory_bytes=memory_bytes)
-    if not rows:
-        print(f"error: no .pt/.pth files found in {args.folder}", file=sys.stderr)
-        return 2
-    json_path = write_results(rows, args.out)
-    print(f"wrote {args.out} and {json_path}")
-    if args.html is not None:
-        from labkit.grading.ranking_page import write_ranking_page  # it imports this module
-        print(f"wrote {write_ranking_page(rows, args.task, args.html, source=str(args.folder))}")
-    print(summary(rows))
-    failed = [row for row in rows if not_graded(row)]
-    for row in failed:
-        print(f"not graded: {row['file']}: {outcome(row)}: {row['message'][:200]}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,17 +8,22 @@ img-src data:``) so a browser refuses anything else. It shows, top to bottom:
 
 1. the task, the date, the number of files and the outcome counts (the batch grader's last line),
    and what the grader trusted (the sandbox's isolation and trust boundary where a row carries one);
-2. the ranking among qualifiers, in the course's order (``TASKS[task].ranking``: pruning by sparsity,
-   quantization by INT8 accuracy, higher first; Lab 05 Task 2 by FoM, lower first);
+2. the ranking among qualifying students, in the course's order (``TASKS[task].ranking``: pruning by
+   sparsity, quantization by INT8 accuracy, higher first; Lab 05 Task 2 by FoM, lower first);
+   with ``similar=``, the possible copies another tool flagged (a lead for a human, never a grade);
 3. a plot: sparsity vs accuracy (pruning), accuracy per submission (quantization), FoM vs mIoU
    (Lab 05 Task 2), Dice per submission (segmentation), goal lines drawn;
 4. every submission (qualifiers, those below a goal, invalid ones, timeouts, crashes): its verdict
    and the check's message, in the batch's order (student id, then file).
 
 A qualifier is a submission the check passed (exit 0) whose verdict carries the ranking metric as a
-finite number. Ties are stable: equal values share a rank (1, 2, 2, 4) and are listed by student id,
-then file name. Every student-controlled string (ids, file names, messages) is HTML-escaped, its
-control and bidirectional characters shown as ``\\u....`` escapes, and capped in length.
+finite number (Lab 05: a Task 2 file only). The ranking ranks students, not files: a student with
+several qualifiers gets one line, their best file. Ties are stable: equal values share a rank
+(1, 2, 2, 4) and are listed by student id, then file name. :mod:`labkit.grading.public_page` writes
+the same ranking under pseudonyms, for the class; both take the escaping, the policy and
+:func:`ranked` from :mod:`labkit.grading.page_parts`. Every student-controlled string (ids, file
+names, messages) is HTML-escaped, its control and bidirectional characters shown as ``\\u....``
+escapes, and capped in length.
 
 Example:
     >>> rows = [{"id": "7", "file": "7_pruning.pt", "status": "ok", "exit_code": 0, "passed": True,
@@ -30,74 +35,18 @@ Example:
 """
 from __future__ import annotations
 
-import html
+import html  # noqa: F401  (the browser test patches html.escape through this module)
 import math
 import platform
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit.grading.batch import outcome, summary
+from labkit.grading.page_parts import (BASE_STYLE, CONTENT_SECURITY_POLICY, is_other_artifact,  # noqa: F401
+                                       ranked, ranking_value, text)
 from labkit.grading.tasks import ACCURACY_GOAL, DICE_GOAL, MIOU_GOALS, SPARSITY_GOAL, TASKS, format_value
 from labkit.version import __version__
-
-CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-MAX_TEXT_CHARS = 2000   # a message or a file name longer than this is cut (like the CSV's cells)
-# C0/C1 controls (but tab and newline) and the bidirectional overrides that can make a name read backwards
-INVISIBLE = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def text(value, *, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """Any value as HTML text: escaped (quotes too), invisible characters made visible, capped.
-
-    Example:
-        >>> text('<img src=x onerror="alert(1)">')
-        '&lt;img src=x onerror=&quot;alert(1)&quot;&gt;'
-        >>> text("abc\\u202egpj.pt"), text("x" * 10, max_chars=4)
-        ('abc\\\\u202egpj.pt', 'xxx…')
-    """
-    value = value if isinstance(value, str) else format_value(value)
-    value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable file-name bytes
-    value = INVISIBLE.sub(lambda match: f"\\u{ord(match.group()):04x}", value)
-    if len(value) > max_chars:
-        value = value[: max_chars - 1] + "…"
-    return html.escape(value, quote=True)
-
-
-def ranking_value(row: dict, task_name: str) -> float | None:
-    """The row's ranking metric when it qualifies (passed, the metric a finite number), else None."""
-    ranking = TASKS[task_name].ranking
-    if ranking is None or row.get("status") != "ok" or row.get("exit_code") != 0:
-        return None
-    value = row.get("metrics", {}).get(ranking.metric)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def ranked(rows: list[dict], task_name: str) -> list[tuple[int, dict]]:
-    """The qualifiers as ``(rank, row)`` in the course's order; ties share a rank, by id then file.
-
-    Example:
-        >>> rows = [{"id": i, "file": f"{i}.pt", "status": "ok", "exit_code": 0, "metrics": {"fom": v}}
-        ...         for i, v in (("a", 3.0), ("b", 1.0), ("c", 3.0), ("d", 5.0))]
-        >>> [(rank, row["id"]) for rank, row in ranked(rows, "efficient")]      # lower FoM first
-        [(1, 'b'), (2, 'a'), (2, 'c'), (4, 'd')]
-    """
-    ranking = TASKS[task_name].ranking
-    if ranking is None:
-        return []
-    sign = -1.0 if ranking.higher_is_better else 1.0
-    scored = [(ranking_value(row, task_name), row) for row in rows]
-    scored = sorted(((value, row) for value, row in scored if value is not None),
-                    key=lambda pair: (sign * pair[0], str(pair[1]["id"]), str(pair[1]["file"])))
-    result, previous, rank = [], None, 0
-    for position, (value, row) in enumerate(scored, start=1):
-        if value != previous:
-            rank, previous = position, value
-        result.append((rank, row))
-    return result
 
 
 def not_ranked_reason(row: dict, task_name: str) -> str:
@@ -109,6 +58,8 @@ def not_ranked_reason(row: dict, task_name: str) -> str:
         return ""
     if row.get("status") != "ok" or row.get("exit_code") != 0:
         return "—"  # the verdict column says why
+    if is_other_artifact(row, task_name):
+        return f"not ranked: {ranking.note}"
     return f"not ranked: the verdict has no {ranking.label}" + (f" ({ranking.note})" if ranking.note else "")
 
 
@@ -219,15 +170,8 @@ def plot_svg(rows: list[dict], task_name: str, *, width: int = 720, height: int 
 
 # ----------------------------------------------------------------------------- the page
 
-STYLE = """
-body { font-family: sans-serif; margin: 2em; max-width: 80em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; table-layout: fixed; width: 100%; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.5em; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
-th { background: #eee; }
-td.message { white-space: pre-wrap; font-family: monospace; font-size: 0.85em; }
+STYLE = BASE_STYLE + """td.message { white-space: pre-wrap; font-family: monospace; font-size: 0.85em; }
 tr.passed td.verdict { color: #1a7f37; } tr.failed td.verdict { color: #b35900; }
-.meta { color: #555; }
 """
 
 
@@ -253,9 +197,30 @@ def trust_lines(rows: list[dict]) -> list[str]:
                                                                    sorted(counts.items())) + ".", *boundaries]
 
 
+SIMILAR_COLUMNS = ("task", "a_id", "a_file", "b_id", "b_file", "kind", "figure", "detail")
+
+
+def similar_html(similar: list[dict] | None) -> str:
+    """The "Possible copies" section: each flagged pair as given, escaped (none given: no section)."""
+    if not similar:
+        return ""
+    out = ['<h2 id="copies">Possible copies</h2><p>Pairs of submissions a similarity check flagged. A flag is '
+           "a lead for a human to look at, never a grade: files can also look alike through the same starter "
+           "code, the same recipe or chance.</p>",
+           '<table id="similar"><thead><tr><th>task</th><th>student</th><th>file</th><th>student</th>'
+           "<th>file</th><th>kind</th><th>figure</th><th>detail</th></tr></thead><tbody>"]
+    for pair in similar:
+        out.append("<tr>" + "".join(f"<td>{text(pair.get(key, ''))}</td>" for key in SIMILAR_COLUMNS) + "</tr>")
+    return "\n".join(out) + "\n</tbody></table>"
+
+
 def page_html(rows: list[dict], task_name: str, *, generated: datetime | None = None,
-              source: str = "") -> str:
-    """The page as one string (see the module docstring for what it shows)."""
+              source: str = "", similar: list[dict] | None = None) -> str:
+    """The page as one string (see the module docstring for what it shows).
+
+    ``similar``: possible copies, ``{"task", "a_id", "a_file", "b_id", "b_file", "kind", "figure", "detail"}``
+    each, shown as given (None or empty: no section).
+    """
     ranking = TASKS[task_name].ranking
     generated = generated or datetime.now(timezone.utc)
     order = ranked(rows, task_name)
@@ -265,19 +230,21 @@ def page_html(rows: list[dict], task_name: str, *, generated: datetime | None = 
            f"<h1>Ranking: {text(task_name)}</h1>",
            '<p class="meta" id="meta">',
            f"task <b>{text(task_name)}</b> · generated {generated:%Y-%m-%d %H:%M} UTC · "
-           f"<span id=\"file-count\">{len(rows)}</span> files · {text(summary(rows))}",
+           f"<span id=\"file-count\">{len(rows)}</span> files · <span id=\"student-count\">{len(order)}</span> "
+           f"students ranked · {text(summary(rows))}",
            f"<br>source: {text(source)}" if source else "",
            f"<br>labkit {text(__version__)}, Python {text(platform.python_version())} on "
            f"{text(platform.platform(terse=True))}</p>",
            '<p class="meta" id="trust">' + "<br>".join(text(line) for line in trust_lines(rows)) + "</p>"]
 
-    out.append("<h2>Ranking among qualifiers</h2>")
+    out.append("<h2>Ranking among qualifying students</h2>")
     if ranking is None:
         out.append("<p>The course does not rank this task; every submission is listed below.</p>")
     else:
         direction = "higher first" if ranking.higher_is_better else "lower first"
-        out.append(f"<p>By {text(ranking.label)}, {direction}, among submissions that achieved the goals. "
-                   "Equal values share a rank and are listed by student id, then file."
+        out.append(f"<p>By {text(ranking.label)}, {direction}, among students whose submission achieved the "
+                   "goals: one line per student, their best file. Equal values share a rank and are listed by "
+                   "student id."
                    + (f" Note: {text(ranking.note)}." if ranking.note else "") + "</p>")
         out.append(f'<table id="ranking"><thead><tr><th style="width:4em">rank</th><th>student</th><th>file</th>'
                    f"<th>{text(ranking.label)}</th><th>measured</th></tr></thead><tbody>")
@@ -289,12 +256,15 @@ def page_html(rows: list[dict], task_name: str, *, generated: datetime | None = 
         if not order:
             out.append('<tr class="empty"><td colspan="5">no submission qualified</td></tr>')
         out.append("</tbody></table>")
+    out.append(similar_html(similar))
 
     out.append(f"<h2>Plot</h2>{plot_svg(rows, task_name)}"
-               "<p class=\"meta\">Filled points qualified (their rank beside them); hollow points did not. "
+               "<p class=\"meta\">Filled points: each ranked student's best file (its rank beside it); hollow points: "
+               "the rest (not qualified, or a student's other file). "
                "Dashed red lines: the course's goals.</p>")
 
     ranks = {id(row): rank for rank, row in order}
+    best = {str(row["id"]): (number, ranks[id(row)]) for number, row in enumerate(rows, start=1) if id(row) in ranks}
     out.append("<h2>Every submission</h2>")
     out.append('<table id="submissions"><thead><tr><th style="width:3em">#</th><th>student</th><th>file</th>'
                '<th>verdict</th><th style="width:5em">rank</th><th>measured</th><th style="width:35%">message</th>'
@@ -302,6 +272,8 @@ def page_html(rows: list[dict], task_name: str, *, generated: datetime | None = 
     for number, row in enumerate(rows, start=1):
         css = "passed" if row.get("status") == "ok" and row.get("exit_code") == 0 else "failed"
         rank = ranks.get(id(row))
+        if rank is None and ranking_value(row, task_name) is not None and str(row["id"]) in best:
+            rank = "not ranked: one line per student; their file in row {} ranks {}".format(*best[str(row["id"])])
         out.append(f'<tr class="{css}"><td>{number}</td><td class="id">{text(row["id"])}</td>'
                    f'<td class="file">{text(row["file"])}</td><td class="verdict">{text(outcome(row))}</td>'
                    f'<td class="rank">{rank if rank is not None else text(not_ranked_reason(row, task_name))}</td>'
@@ -312,7 +284,7 @@ def page_html(rows: list[dict], task_name: str, *, generated: datetime | None = 
 
 
 def write_ranking_page(rows: list[dict], task_name: str, path, *, generated: datetime | None = None,
-                       source: str = "") -> Path:
+                       source: str = "", similar: list[dict] | None = None) -> Path:
     """Write the page for ``rows`` (what :func:`labkit.grading.batch.grade_folder` returns) to ``path``.
 
     Args:
@@ -320,6 +292,7 @@ def write_ranking_page(rows: list[dict], task_name: str, path, *, generated: dat
         task_name: a key of ``TASKS`` (its ranking decides the order).
         path: the HTML file to write (its folder is created).
         generated: the date shown (default: now, UTC). source: the graded folder, shown as given.
+        similar: possible copies to list (see :func:`similar_html`); None: no such section.
 
     Example:
         >>> import tempfile
@@ -331,5 +304,5 @@ def write_ranking_page(rows: list[dict], task_name: str, path, *, generated: dat
         raise ValueError(f"unknown task {task_name!r}; choose one of {sorted(TASKS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page_html(rows, task_name, generated=generated, source=source), encoding="utf-8")
+    path.write_text(page_html(rows, task_name, generated=generated, source=source, similar=similar), encoding="utf-8")
     return path

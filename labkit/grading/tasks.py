@@ -106,6 +106,7 @@ class Ranking:
     label: str                # how a table or a plot names it
     higher_is_better: bool
     note: str = ""            # which submissions the course ranks, when not all of them
+    artifact: str | None = None  # the one artifact ranked (Lab 05: "model_task2"); None: every file
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ TASKS = {
                          Ranking("accuracy", "INT8 test accuracy (%)", higher_is_better=True)),
     "efficient": Task("check_efficient.py", ("model_task1.pth", "model_task2.pth"), "cityscapes",
                       Ranking("fom", "FoM", higher_is_better=False,
-                              note="the course ranks Task 2 (model_task2.pth) only; Task 1 is graded, not ranked")),
+                              note="the course ranks Task 2 (model_task2.pth) only; Task 1 is graded, not ranked",
+                              artifact="model_task2")),
 }
 
 
