@@ -51,13 +51,23 @@ class ChecksumError(RuntimeError):
     """A downloaded file has the wrong MD5 (corrupt, truncated, or a different version)."""
 
 
-def md5sum(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
-    """Hex MD5 of a file, read in chunks so multi-GB archives do not fill memory."""
-    digest = hashlib.md5()
+def file_digest(path: str | Path, algorithm: str = "sha256", *, chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file (``hashlib`` algorithm name), read in chunks so multi-GB files do not fill memory."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
         for chunk in iter(lambda: file.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5sum(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+    """Hex MD5 of a file (the datasets' published checksums)."""
+    return file_digest(path, "md5", chunk_size=chunk_size)
+
+
+def sha256sum(path: str | Path) -> str:
+    """Hex SHA-256 of a file (weights, submissions)."""
+    return file_digest(path, "sha256")
 
 
 def archive_path(root: str | Path, name: str) -> Path:

@@ -115,10 +115,12 @@ def _file_flags(path: Path, task_name: str) -> dict:
 
 def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout: float,
               checks_dir: Path = CHECKS_DIR, python: str = sys.executable,
-              memory_bytes: int = DEFAULT_MEMORY_BYTES, student: str | None = None) -> dict:
+              memory_bytes: int = DEFAULT_MEMORY_BYTES, student: str | None = None,
+              threads: int | None = None) -> dict:
     """Run the check on one file under a memory cap; always returns a row, whatever the file does.
 
-    ``student`` is the id the row carries (default: read from the course's file name).
+    ``student`` is the id the row carries (default: read from the course's file name); ``threads``
+    caps the check's CPU threads (``OMP_NUM_THREADS``; :func:`threads_per_check`), None: torch's default.
     """
     task = TASKS[task_name]
     row = {"id": student if student is not None else student_id(path, task), "file": str(path), "status": "ok", "exit_code": None,
@@ -131,8 +133,10 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
     command = check_command(task_name, path, *check_arguments, checks_dir=checks_dir, python=python,
                             memory=memory_bytes, network=network, **_file_flags(path, task_name))
     started = time.perf_counter()
+    environment = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
+                                                "MKL_NUM_THREADS": str(threads)}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # the check caps itself first (--memory)
+                               start_new_session=True, env=environment)  # the check caps itself first (--memory)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -153,6 +157,20 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
     return row
 
 
+def threads_per_check(jobs: int, *, cores: int | None = None) -> int:
+    """The CPU cores shared out among ``jobs`` checks at once: each gets its share, at least one.
+
+    Without it every check starts as many threads as the machine has cores, and ``--jobs 2`` on two
+    cores is slower than ``--jobs 1`` (measured: ``benchmarks/bench_grading_throughput.py``).
+
+    Example:
+        >>> threads_per_check(2, cores=16), threads_per_check(4, cores=2)
+        (8, 1)
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
 def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (), jobs: int = 1,
                  timeout: float = 600, checks_dir: Path = CHECKS_DIR, progress: bool = True,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES) -> list[dict]:
@@ -161,7 +179,8 @@ def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (
     rows = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(grade_one, path, task_name, check_arguments=list(check_arguments),
-                               timeout=timeout, checks_dir=checks_dir, memory_bytes=memory_bytes)
+                               timeout=timeout, checks_dir=checks_dir, memory_bytes=memory_bytes,
+                               threads=threads_per_check(jobs))
                    for path in files]
         for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
             rows.append(future.result())

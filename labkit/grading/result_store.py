@@ -33,19 +33,11 @@ import os
 import threading
 from pathlib import Path
 
+from labkit.download import sha256sum
 from labkit.version import __version__
 
 REUSABLE_EXIT_CODES = (0, 1, 2)  # a verdict on the file; 3 (the grader's machine) and timeouts are retried
 MAX_FINGERPRINT_FILES = 200_000  # a dataset folder larger than this is fingerprinted by its first files
-
-
-def file_sha256(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
-    """The file's sha256, read in chunks (bounded memory for a file of any size)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def folder_fingerprint(folder: Path | None, *, pattern: str = "*") -> str:
@@ -67,7 +59,7 @@ def folder_fingerprint(folder: Path | None, *, pattern: str = "*") -> str:
 def grading_key(path: Path, task: str, *, check_arguments, checks_dir: Path, data,
                 network: Path | None = None) -> str:
     """What a verdict depends on, as one sha256: file, network.py, version, task, arguments, checks, data."""
-    parts = {"file": file_sha256(path), "network": file_sha256(network) if network else None,
+    parts = {"file": sha256sum(path), "network": sha256sum(network) if network else None,
              "labkit": __version__, "task": task, "arguments": list(check_arguments),
              "checks": folder_fingerprint(Path(checks_dir), pattern="*.py") + _sources_hash(Path(checks_dir)),
              "data": folder_fingerprint(Path(data) if data else None)}

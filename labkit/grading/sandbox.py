@@ -32,7 +32,6 @@ Example (a TA's check; ``images`` an (N, 3, H, W) float32 array)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit.download import sha256sum
 from labkit.grading.contract import EXIT_ENVIRONMENT, EXIT_INVALID
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, MiB, EnvironmentProblem, FileRefused, _mib
 
@@ -101,14 +101,6 @@ class SandboxResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -261,7 +253,7 @@ class SandboxedModel:
                 raise FileRefused(f"{path.name}: the {what} is missing or not a file; hand in "
                                   "network/network.py and the weights file beside it")
         chosen = self._isolation()
-        self.result = SandboxResult(chosen, TRUST_BOUNDARY, _sha256(self.network), _sha256(self.model_path),
+        self.result = SandboxResult(chosen, TRUST_BOUNDARY, sha256sum(self.network), sha256sum(self.model_path),
                                     limits={k: v for k, v in asdict(self.config).items() if k != "hide"})
         self._started = time.monotonic()
         self.staging, network, model = _stage(self.network, self.model_path, self.config)

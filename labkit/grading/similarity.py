@@ -65,7 +65,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 import math
 import tempfile
@@ -75,6 +74,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from labkit.download import sha256sum
 from labkit.grading.batch import csv_cell
 from labkit.grading.limits import (COURSE_INT8_DTYPES, DEFAULT_MEMORY_BYTES, QUANTIZED_DTYPES, EnvironmentProblem,
                                    FileRefused, Limits, MiB, safe_load_state_dict)
@@ -142,14 +142,6 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 1.0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _record(task, artifact, a, b, kind, figure, detail) -> dict:
     return {"task": task, "artifact": artifact, "a_id": a["id"], "a_file": a["file"], "b_id": b["id"] if b else "",
             "b_file": b["file"] if b else "", "kind": kind, "figure": figure, "detail": detail}
@@ -192,7 +184,7 @@ def find_similar(submissions, task: str, *, reference=None, threshold: float = 0
     with tempfile.TemporaryDirectory(prefix="labkit-similarity-") as scratch:
         for index, f in enumerate(files):
             try:
-                f["sha"] = _sha256(f["path"])
+                f["sha"] = sha256sum(f["path"])
                 state = safe_load_state_dict(f["path"], limits, memory_bytes=memory_bytes, isolate=isolate)
             except (OSError, FileRefused, EnvironmentProblem) as error:
                 records.append(_record(task, f["artifact"], f, None, "not compared", None, f"not compared: {error}"))

@@ -18,7 +18,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from labkit.download import ChecksumError, download_url  # core, not labkit.data: models load no dataset
+from labkit.download import ChecksumError, download_url, sha256sum  # core, not labkit.data: models load no dataset
 from labkit.io import load_into, load_state_dict_file
 
 # The course's pretrained model. As with torch.hub, the 8 hex digits in the file name are the start of
@@ -122,14 +121,6 @@ def _hash_prefix(file_name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def default_cache_dir() -> Path:
     """Where downloaded weights go: torch.hub's checkpoint folder, so a copy torch.hub fetched is reused."""
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -163,7 +154,7 @@ def load_pretrained(path_or_url: str | Path = DEFAULT_URL, *, model: CifarResNet
                 f"load_pretrained('path/to/{file_name}')), or set LABKIT_MIRROR to a folder holding it.")
         download_url(text, path, progress=progress, hint=hint)
         expected = _hash_prefix(file_name)
-        if expected is not None and not _sha256(path).startswith(expected):
+        if expected is not None and not sha256sum(path).startswith(expected):
             path.unlink()
             raise ChecksumError(f"{file_name}: SHA-256 does not start with {expected}, so it is not the "
                                 f"published file (corrupt or replaced); deleted it. Fetch {text} again.")
