@@ -16,13 +16,14 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup demo test student-test smoke real clean
+.PHONY: help setup demo test student-test journey-test smoke real clean
 
 help:
 	@echo "make setup   create .venv with pinned torch/torchvision and labkit[dev]"
 	@echo "make demo    run notebook 01 (SMOKE) headless, then check the saved model"
 	@echo "make test    the whole test suite, incl. nbval over every notebook in SMOKE mode"
 	@echo "make student-test  the student wheel installed in a fresh venv, notebook 01 run from it (slow)"
+	@echo "make journey-test  a TA grades a class from an LMS download, through the real checks (slow)"
 	@echo "make smoke   run every notebook in SMOKE mode through 'python -m labkit run'"
 	@echo "make real    run every notebook in FULL mode on the real data in $(REAL_DATA), on the CPU"
 	@echo "             (params/real-cpu.yaml; aims at <= 60 min on 2 cores; writes $(REAL_OUT)/summary.json)"
@@ -55,6 +56,10 @@ test: setup
 # The slow student-journey test (a fresh venv, the student wheel installed offline, notebook 01 from it).
 student-test: setup
 	LABKIT_SMOKE=1 $(PY) -m pytest -q -m student tests -p no:cacheprovider
+
+# The slow TA-journey test (an LMS zip to gradebook, feedback, rankings and copies, every file checked).
+journey-test: setup
+	LABKIT_SMOKE=1 $(PY) -m pytest -q -m journey tests -p no:cacheprovider
 
 smoke: setup
 	$(PY) -m labkit run --mode smoke --out runs/smoke

@@ -22,6 +22,8 @@ from labkit.grading.grade_class import main as grade
 from labkit.io import save_state_dict
 from tests.helpers import CAT, CreatesMarkerWhenUnpickled, constant_model
 
+pytestmark = pytest.mark.journey  # slow: make journey-test (CI runs it after make test)
+
 DEADLINE = "2026-03-01T23:59:00+00:00"
 ON_TIME, ONE_DAY_LATE, THREE_DAYS_LATE = (2026, 3, 1, 12, 0, 0), (2026, 3, 2, 10, 0, 0), (2026, 3, 4, 9, 0, 0)
 SECRET = "a-course-secret-of-enough-length"
