@@ -2,7 +2,8 @@
 import pytest
 
 from labkit.grading.grade_class import intake_folder
-from labkit.grading.result_store import ResultStore, grading_key
+from labkit.download import sha256sum
+from labkit.grading.result_store import ResultStore, grading_key, setup_fingerprint
 
 
 @pytest.fixture
@@ -17,7 +18,8 @@ def setup(tmp_path):
 
 def key(folder, **changes):
     arguments = dict(check_arguments=["--device", "cpu"], checks_dir=folder / "checks", data=folder / "data")
-    return grading_key(folder / "7_pruning.pt", "pruning", **{**arguments, **changes})
+    setup = setup_fingerprint("pruning", **{**arguments, **changes})
+    return grading_key(sha256sum(folder / "7_pruning.pt"), setup)
 
 
 def test_the_key_changes_with_the_file_the_check_the_data_and_the_arguments(setup):

@@ -46,7 +46,7 @@ from labkit.grading.intake import Submission, open_submissions, select_latest
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, parse_memory
 from labkit.grading.policy import Policy
 from labkit.download import sha256sum
-from labkit.grading.result_store import ResultStore, grading_key
+from labkit.grading.result_store import ResultStore, grading_key, setup_fingerprint
 from labkit.grading.tasks import TASKS
 from labkit.paths import CHECKS_DIR
 from labkit.version import __version__
@@ -80,18 +80,22 @@ def listed_row(submission: Submission) -> dict:
             "seconds": 0.0, **_provenance(submission)}
 
 
-def grade_submission(submission: Submission, task: str, *, store: ResultStore, reuse: bool = True,
-                     check_arguments: list[str], timeout: float, checks_dir: Path, memory_bytes: int, data,
+def grade_submission(submission: Submission, task: str, *, store: ResultStore, setup: str, reuse: bool = True,
+                     check_arguments: list[str], timeout: float, checks_dir: Path, memory_bytes: int,
                      threads: int | None = None) -> dict:
-    """The kept row when the same file was graded the same way before (and ``reuse``), else a fresh check's."""
-    key = grading_key(submission.path, task, check_arguments=check_arguments, checks_dir=checks_dir, data=data,
-                      network=network_for(submission.path, task))
+    """The kept row when the same file was graded the same way before (and ``reuse``), else a fresh check's.
+
+    ``setup`` is the run's :func:`~labkit.grading.result_store.setup_fingerprint`.
+    """
+    network = network_for(submission.path, task)
+    file_sha256 = sha256sum(submission.path)
+    key = grading_key(file_sha256, setup, network_sha256=sha256sum(network) if network else None)
     kept = store.get(key) if reuse else None
     if kept is None:
         row = grade_one(submission.path, task, check_arguments=check_arguments, timeout=timeout,
                         checks_dir=checks_dir, memory_bytes=memory_bytes, student=submission.student_id,
                         threads=threads)
-        row.update(sha256=sha256sum(submission.path), labkit_version=__version__)
+        row.update(sha256=file_sha256, labkit_version=__version__)
         store.put(key, row)
     row = dict(kept or row, id=submission.student_id, file=str(submission.path), reused=kept is not None)
     return {**row, **_provenance(submission)}
@@ -106,8 +110,9 @@ def grade_class(source: Path, task: str, *, out: Path, check_arguments=(), data=
     store = ResultStore(store_path or out.with_name(out.stem + ".store.jsonl"))
     gradable = [submission for submission in submissions if submission.problem is None]
     rows = [listed_row(submission) for submission in submissions if submission.problem is not None]
-    arguments = dict(store=store, reuse=not force, check_arguments=list(check_arguments), timeout=timeout, checks_dir=checks_dir,
-                     memory_bytes=memory_bytes, data=data, threads=threads_per_check(jobs))
+    setup = setup_fingerprint(task, check_arguments=check_arguments, checks_dir=checks_dir, data=data)
+    arguments = dict(store=store, setup=setup, reuse=not force, check_arguments=list(check_arguments), timeout=timeout,
+                     checks_dir=checks_dir, memory_bytes=memory_bytes, threads=threads_per_check(jobs))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(grade_submission, submission, task, **arguments) for submission in gradable]
         for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):

@@ -45,6 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit.grading.batch import SUBMISSION_SUFFIXES, skip_reason
+from labkit.grading.gradescope_results import artifact_of
 from labkit.grading.tasks import TASKS
 
 GiB = 1024 ** 3
@@ -130,11 +131,7 @@ def artifact_name(file_name: str, task: str) -> str | None:
         >>> artifact_name("x_12345_67890_model_task2-3.pth", "efficient"), artifact_name("README.txt", "pruning")
         ('model_task2', None)
     """
-    name = _split_resubmission(file_name)[0].lower()
-    for suffix in sorted(TASKS[task].artifact_suffixes, key=len, reverse=True):
-        if name == suffix or name.endswith("_" + suffix):
-            return suffix.split(".")[0]
-    return None
+    return artifact_of(Path(_split_resubmission(file_name)[0]), task)
 
 
 @dataclass

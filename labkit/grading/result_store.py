@@ -17,8 +17,9 @@ Example:
     >>> (folder / "7_pruning.pt").write_bytes(b"weights")
     7
     >>> store = ResultStore(folder / "grades.store.jsonl")
-    >>> key = grading_key(folder / "7_pruning.pt", "pruning", check_arguments=["--device", "cpu"],
-    ...                   checks_dir=folder, data=None)
+    >>> from labkit.download import sha256sum
+    >>> setup = setup_fingerprint("pruning", check_arguments=["--device", "cpu"], checks_dir=folder, data=None)
+    >>> key = grading_key(sha256sum(folder / "7_pruning.pt"), setup)
     >>> store.get(key) is None
     True
     >>> store.put(key, {"id": "7", "status": "ok", "exit_code": 0, "metrics": {}})
@@ -33,7 +34,6 @@ import os
 import threading
 from pathlib import Path
 
-from labkit.download import sha256sum
 from labkit.version import __version__
 
 REUSABLE_EXIT_CODES = (0, 1, 2)  # a verdict on the file; 3 (the grader's machine) and timeouts are retried
@@ -56,21 +56,26 @@ def folder_fingerprint(folder: Path | None, *, pattern: str = "*") -> str:
     return digest.hexdigest()
 
 
-def grading_key(path: Path, task: str, *, check_arguments, checks_dir: Path, data,
-                network: Path | None = None) -> str:
-    """What a verdict depends on, as one sha256: file, network.py, version, task, arguments, checks, data."""
-    parts = {"file": sha256sum(path), "network": sha256sum(network) if network else None,
-             "labkit": __version__, "task": task, "arguments": list(check_arguments),
-             "checks": folder_fingerprint(Path(checks_dir), pattern="*.py") + _sources_hash(Path(checks_dir)),
-             "data": folder_fingerprint(Path(data) if data else None)}
+def setup_fingerprint(task: str, *, check_arguments, checks_dir: Path, data) -> str:
+    """What every verdict of one run depends on besides the file: version, task, arguments, checks, data.
+
+    Computed once per run (walking a dataset of 30,000 images once, not once per submission).
+    """
+    parts = {"labkit": __version__, "task": task, "arguments": list(check_arguments),
+             "checks": _sources_hash(Path(checks_dir)), "data": folder_fingerprint(Path(data) if data else None)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def grading_key(file_sha256: str, setup: str, *, network_sha256: str | None = None) -> str:
+    """One file's key: its sha256 (and its network.py's) under one :func:`setup_fingerprint`."""
+    return hashlib.sha256(f"{file_sha256}\0{network_sha256}\0{setup}".encode()).hexdigest()
 
 
 def _sources_hash(checks_dir: Path) -> str:
     """The check scripts' contents: a fixed check re-grades everything it graded."""
     digest = hashlib.sha256()
     for script in sorted(checks_dir.glob("*.py")):
-        digest.update(script.read_bytes())
+        digest.update(script.name.encode() + b"\0" + script.read_bytes())
     return digest.hexdigest()
 
 
