@@ -34,7 +34,8 @@ def test_a_folder_of_good_bad_hostile_and_hanging_files_gets_one_row_each(traine
         handle.truncate(600 * 2**20)  # sparse: 600 MiB by its size, nothing on disk
     (folder / "hang" / "unet.pth").write_bytes(data)
 
-    rows = grade_folder(folder, "segmentation", jobs=2, timeout=60,
+    # A check takes a few seconds here; 20 s bounds the hang without waiting a minute for it.
+    rows = grade_folder(folder, "segmentation", jobs=3, timeout=20,
                         check_arguments=["--data", str(trained_unet["data"]), "--image-size", "64",
                                          "--device", "cpu"],
                         checks_dir=hanging_checks_dir(tmp_path), progress=False)
