@@ -35,6 +35,7 @@ from labkit.grading.tasks import TASKS, credit_for  # noqa: E402
 from labkit.grading.student_network import sandbox_lines, sandboxed_network  # noqa: E402
 from labkit.io import SubmissionError, load_into  # noqa: E402
 from labkit.models.registry import SEGMENTATION_MODELS, build_model, infer_kwargs  # noqa: E402
+from labkit.selfcheck.layout import course_layouts, layout_difference, layout_of  # noqa: E402
 
 DEFAULT_DATA = f"data/{TASKS['segmentation'].dataset}"  # relative to where the check runs; tiers: credit_for
 
@@ -77,6 +78,20 @@ def evaluate_network(args) -> CheckResult:
     return result
 
 
+def layout_refusal(state, model: str) -> str:
+    """Why ``state`` does not load into the course's ``model``: the other model, or the first differing key."""
+    other = [name for name in SEGMENTATION_MODELS if name != model and infer_kwargs(name, state)]
+    if other:
+        return f"this file is a {other[0]} state_dict, not a {model} one: grade it with --model {other[0]}"
+    difference = layout_difference(layout_of(state), course_layouts()[model], sizes_may_differ=True)
+    if difference is None:
+        return (f"this file does not look like a labkit {model} state_dict (first keys: {sorted(state)[:4]}): "
+                "hand in the state_dict of the trained model (save_state_dict(model, path))")
+    return (f"this file's state_dict is not in the course's {model} layout, which the TA's check loads "
+            f"strictly: {difference}. Fix the module, run `python -m labkit selfcheck "
+            f"{'01' if model == 'unet' else '02'}` and train again")
+
+
 def evaluate_submission(args) -> CheckResult:
     if args.network:
         return evaluate_network(args)
@@ -84,8 +99,7 @@ def evaluate_submission(args) -> CheckResult:
     state = read_submission(args.path, notes=notes)
     kwargs = infer_kwargs(args.model, state)
     if not kwargs:
-        raise SubmissionError(f"this file does not look like a labkit {args.model} state_dict "
-                              f"(first keys: {sorted(state)[:4]}); pick the right --model")
+        raise SubmissionError(layout_refusal(state, args.model))
     if kwargs.get("classes") != 1:
         raise SubmissionError(f"the model has {kwargs.get('classes')} output channels; the binary task "
                               "uses ONE logit channel (classes=1, logit > 0 is the pet)")

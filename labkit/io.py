@@ -169,7 +169,10 @@ def load_into(model: nn.Module, state_dict: Mapping) -> nn.Module:
             parts.append(f"missing keys ({len(missing)}): {_preview(missing)}")
         if unexpected:
             parts.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
-        raise SubmissionError("the architecture does not match — " + "; ".join(parts) +
+        from labkit.selfcheck.layout import layout_difference, layout_of  # lazily: selfcheck imports the models
+
+        cause = layout_difference(layout_of(state_dict), layout_of(expected))
+        raise SubmissionError(f"the architecture does not match ({cause.split(' [')[0]}) — " + "; ".join(parts) +
                               ". Build the model with labkit's constructor and save its state_dict")
     wrong_shapes = [f"{k}: got {tuple(state_dict[k].shape)}, expected {tuple(v.shape)}"
                     for k, v in expected.items()

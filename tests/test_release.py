@@ -7,7 +7,10 @@ import textwrap
 import nbformat
 import pytest
 
-from labkit.tools.release import LeakError, Release, build_student_edition, scan_for_leaks, strip_solutions
+from labkit.tools import release as release_tool
+from labkit.tools.release import (STUDENT_MAKEFILE, TA_ONLY_MAKE_TARGETS, LeakError, Release, build_student_edition,
+                                  check_makefile, makefile_targets, scan_for_developer_paths, scan_for_leaks,
+                                  strip_solutions, strip_ta_only)
 from labkit.paths import REPO_ROOT
 
 SOURCE = textwrap.dedent('''
@@ -59,6 +62,11 @@ def make_kit(root):
     cell.outputs = [nbformat.v4.new_output("stream", text="42\n")]
     notebook.cells = [cell]
     nbformat.write(notebook, root / "notebooks" / "01.ipynb")
+    # What the edition's Makefile names (its check fails on a file the edition lacks).
+    for name in ("pyproject.toml", "constraints.txt", "checks/check_segmentation.py"):
+        (root / name).write_text("# stand-in\n")
+    nbformat.write(nbformat.v4.new_notebook(), root / "notebooks" / "01_unet_oxford_pet.ipynb")
+    (root / "Makefile").write_text((REPO_ROOT / "Makefile").read_text())  # the TA's, with test/real
 
 
 def test_student_edition_keeps_checks_and_drops_tests_outputs_and_solutions(tmp_path):
@@ -99,6 +107,7 @@ def test_release_of_this_repository_is_clean(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert not (tmp_path / "student" / "tests").exists()
     assert (tmp_path / "student" / "checks" / "check_segmentation.py").exists()
+    assert (tmp_path / "student" / "Makefile").read_text() == STUDENT_MAKEFILE.read_text()
 
 
 def test_student_notebooks_stop_at_their_first_todo_and_nbval_expects_it(tmp_path):
@@ -131,5 +140,128 @@ def test_student_readme_lists_each_todo_from_the_markers_and_the_course_file_nam
     build_student_edition(tmp_path / "kit", tmp_path / "student")
     readme = (tmp_path / "student" / "README.md").read_text()
     assert "| `labkit/metrics.py` | `dice()` |" in readme  # generated from the stub, not hand-listed
+    assert "No run of the notebooks was recorded" in readme  # this TA README has no results markers
     assert "`<id>_unet.pth`" in readme and "`checks/check_pruning.py`" in readme  # from labkit.grading.tasks
     assert "labkit release" not in readme and "BEGIN SOLUTION" not in readme  # no TA tooling
+
+
+def test_student_readme_carries_the_tas_results_table(tmp_path):
+    """FULL mode without a GPU points students at "the README's Results table": the edition has it."""
+    make_kit(tmp_path / "kit")
+    (tmp_path / "kit" / "README.md").write_text("# TA\n<!-- results:start -->\n| 01 | 8.4 min |\n<!-- results:end -->\n")
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    readme = (tmp_path / "student" / "README.md").read_text()
+    assert "## Results of the TA's runs" in readme and "| 01 | 8.4 min |" in readme
+
+
+def test_edition_makefile_has_only_targets_that_work_there(tmp_path):
+    """The kit's Makefile has test/real (they need tests/ and ../shared); the edition gets its own."""
+    make_kit(tmp_path / "kit")
+    (tmp_path / "kit" / "labkit" / "tools").mkdir()
+    (tmp_path / "kit" / "labkit" / "tools" / STUDENT_MAKEFILE.name).write_text(STUDENT_MAKEFILE.read_text())
+    assert {"test", "real"} <= set(makefile_targets(tmp_path / "kit" / "Makefile"))
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    makefile = tmp_path / "student" / "Makefile"
+    assert makefile.read_text() == STUDENT_MAKEFILE.read_text()
+    targets = set(makefile_targets(makefile))
+    assert {"setup", "demo", "smoke", "selfcheck", "doctor", "clean"} <= targets
+    assert not targets & set(TA_ONLY_MAKE_TARGETS)
+    assert "labkit selfcheck all" in makefile.read_text()
+    assert not (tmp_path / "student" / "labkit" / "tools" / STUDENT_MAKEFILE.name).exists()  # TA tooling
+
+
+def test_ta_only_make_targets_are_the_kit_makefiles_targets_the_edition_lacks():
+    """The scan's list of TA targets cannot go stale: a new TA target must be added to it (or shipped)."""
+    kit, edition = makefile_targets(REPO_ROOT / "Makefile"), makefile_targets(STUDENT_MAKEFILE)
+    assert set(TA_ONLY_MAKE_TARGETS) == set(kit) - set(edition)
+
+
+def test_makefile_check_names_each_target_that_needs_a_file_the_edition_lacks(tmp_path):
+    make_kit(tmp_path / "kit")
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    (tmp_path / "student" / "Makefile").write_text((REPO_ROOT / "Makefile").read_text())  # the TA's
+    with pytest.raises(LeakError) as caught:
+        check_makefile(tmp_path / "student")
+    message = str(caught.value)
+    assert "target 'test' needs 'tests', which the edition does not ship" in message
+    assert "target 'student-test' needs 'tests'" in message and "target 'journey-test' needs 'tests'" in message
+    assert "target 'real' needs '../shared/data', outside the edition" in message
+    assert "params/real-cpu.yaml" in message
+    assert "'demo'" not in message and "'smoke'" not in message  # their files are there
+    (tmp_path / "student" / "checks" / "check_segmentation.py").unlink()
+    (tmp_path / "student" / "Makefile").write_text(STUDENT_MAKEFILE.read_text())
+    with pytest.raises(LeakError, match="target 'demo' needs 'checks/check_segmentation.py'"):
+        check_makefile(tmp_path / "student")
+
+
+def test_developer_path_scan_names_file_line_and_what_the_place_is(tmp_path):
+    make_kit(tmp_path / "kit")
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    student = tmp_path / "student"
+    planted = nbformat.v4.new_notebook()
+    planted.cells = [nbformat.v4.new_markdown_cell("Fine: make the zeros permanent; the tests agree.\n"
+                                                   "`make real` starts from a ResNet-20."),
+                     nbformat.v4.new_code_cell('schema = REPO_ROOT.parent / "shared" / "docs" / "keys.json"\n'
+                                               'print(f"course schema not found at {schema}")')]
+    nbformat.write(planted, student / "notebooks" / "04.ipynb")
+    (student / "labkit" / "hint.py").write_text('HINT = "see tests/test_metrics.py or params/real-cpu.yaml"\n')
+    (student / "benchmarks").mkdir()
+    (student / "benchmarks" / "bench.py").write_text('DATA = "../shared/data"  # the TA\'s measurements\n')
+    with pytest.raises(LeakError) as caught:
+        scan_for_developer_paths(student)
+    problems = str(caught.value).splitlines()[1:]
+    assert [line.split(": '")[0].strip() for line in problems] == [
+        "labkit/hint.py:1", "labkit/hint.py:1", "notebooks/04.ipynb cell 0:2", "notebooks/04.ipynb cell 1:1"]
+    assert "'make real' (a target of the TA's Makefile" in str(caught.value)
+    assert "'tests/' (the TA's test suite, not shipped)" in str(caught.value)
+    assert "'/ \"shared\"' (the TA's data folder beside the clone; students have none)" in str(caught.value)
+    (student / "labkit" / "hint.py").unlink()
+    (student / "notebooks" / "04.ipynb").unlink()
+    scan_for_developer_paths(student)  # benchmarks/ is the TA's record: exempt
+
+
+def test_release_verify_fails_on_a_developer_path_or_a_makefile_target_that_cannot_work(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """``release --verify`` runs both checks (before any notebook runs: this test executes none)."""
+    make_kit(tmp_path / "kit")
+    message = nbformat.v4.new_notebook()
+    message.cells = [nbformat.v4.new_code_cell('print("course schema not found at ../shared/docs")')]
+    nbformat.write(message, tmp_path / "kit" / "notebooks" / "04.ipynb")
+    argv = ["--source", str(tmp_path / "kit"), "--out", str(tmp_path / "student"), "--no-wheel", "--verify"]
+    assert release_tool.main(argv) == 1
+    assert "notebooks/04.ipynb cell 0:1: '../shared'" in capsys.readouterr().err
+    (tmp_path / "kit" / "notebooks" / "04.ipynb").unlink()
+    monkeypatch.setattr(release_tool, "STUDENT_MAKEFILE", REPO_ROOT / "Makefile")  # the TA's, as before
+    assert release_tool.main(argv) == 1
+    assert "target 'test' needs 'tests'" in capsys.readouterr().err
+
+
+def test_ta_only_markdown_is_dropped_from_files_and_notebook_cells(tmp_path):
+    make_kit(tmp_path / "kit")
+    (tmp_path / "kit" / "data").mkdir()
+    ta_only = "<!-- BEGIN TA ONLY -->\n`make real` reads `../shared/data`.\n<!-- END TA ONLY -->\n"
+    (tmp_path / "kit" / "data" / "README.md").write_text("# Data\n" + ta_only + "Fixtures.\n")
+    notebook = nbformat.read(tmp_path / "kit" / "notebooks" / "01.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("Results.\n" + ta_only))
+    nbformat.write(notebook, tmp_path / "kit" / "notebooks" / "01.ipynb")
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    assert (tmp_path / "student" / "data" / "README.md").read_text() == "# Data\nFixtures.\n"
+    cells = json.loads((tmp_path / "student" / "notebooks" / "01.ipynb").read_text())["cells"]
+    assert "".join(cells[-1]["source"]) == "Results.\n"
+    with pytest.raises(ValueError, match="no matching '<!-- END TA ONLY -->'"):
+        strip_ta_only("<!-- BEGIN TA ONLY -->\nx\n", where="data/README.md")
+
+
+def test_notebook_04_compares_with_the_course_schema_only_in_the_tas_kit(tmp_path):
+    """Lab 04 printed "course schema not found at .../shared/docs" to students: the comparison with
+    the TA's schema file is a hidden-test block, gone from the edition; the TA's notebook keeps it."""
+    name = "04_quantization_cifar10.ipynb"
+    make_kit(tmp_path / "kit")
+    (tmp_path / "kit" / "notebooks" / name).write_text((REPO_ROOT / "notebooks" / name).read_text())
+    build_student_edition(tmp_path / "kit", tmp_path / "student")
+    ta = (REPO_ROOT / "notebooks" / name).read_text()
+    student = "\n".join("".join(cell["source"]) for cell in
+                        json.loads((tmp_path / "student" / "notebooks" / name).read_text())["cells"])
+    assert "course schema not found at" in ta and "course-int8-resnet20-keys.json" in ta
+    assert "schema" not in student and "shared" not in student
+    assert "same keys, order, dtypes and shapes as QuantizedResNet20()" in student

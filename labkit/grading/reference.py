@@ -14,7 +14,7 @@ in a module that ships unchanged in the student edition and that no lab asks stu
 
 The semantics are the solution's (``labkit.metrics``, ``labkit.evaluate``, ``labkit.prune``), but
 the code is written a second time, differently (Dice from TP/FP/FN counts, not from the
-intersection formula), so ``tests/test_reference_metrics.py`` can cross-check the two. Core labkit
+intersection formula), so the kit's tests (``test_reference_metrics``) can cross-check the two. Core labkit
 keeps its own versions for training and the notebooks (core must not import grading).
 
 The models a check builds. ``resnet20`` and ``QuantizedResNet20`` contain no TODO. ``UNet``,

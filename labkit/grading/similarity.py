@@ -14,7 +14,7 @@ Every pair of *different* students who handed in the same artifact (``pruning``,
                             (Jaccard >= ``mask_jaccard``, 0.999: the honest pruned pair above
                             reaches 0.988) at >= 10 % sparsity, and the files differ.
 
-Why 0.999 (``benchmarks/bench_similarity_threshold.py``: the real ResNet-20 of ``../shared/models``,
+Why 0.999 (``benchmarks/bench_similarity_threshold.py``: the TA's real ResNet-20 ``resnet20_cifar10_45k.pt``,
 real CIFAR-10 images, SGD lr 0.01 momentum 0.9, batch 32, 60 steps per student, torch 2.14 CPU, 206 s):
 
     pair                                              delta cosine   raw cosine   mask Jaccard

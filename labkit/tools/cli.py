@@ -25,6 +25,9 @@ COMMANDS = {
     "gradescope": ("labkit.tools.gradescope", "write a Gradescope autograder .zip: setup.sh, run_autograder, data"),
     "release": ("labkit.tools.release", "build the student edition (solutions -> TODO stubs) with a leak scan"),
     "doctor": ("labkit.tools.doctor", "check the environment: versions, GPU, kernel, datasets, known traps"),
+    "selfcheck": ("labkit.selfcheck.labs", "run a lab's self-checks (01 ... 05 or all): one PASS/FAIL line per TODO"),
+    "record-selfcheck": ("labkit.tools.record_selfcheck",
+                         "TA: record the self-checks' expected values from the solution"),
     "handin": ("labkit.tools.handin", "build a lab's hand-in zip (the course's file names), checked as the TA will"),
 }
 

@@ -15,8 +15,8 @@ after *Runtime -> Restart session*, twice in one kernel), so the kernel always e
    into the working ``notebooks/`` folder. See that module for the layout.
 
 After changing ``RELEASE``: ``python -m labkit.tools.colab`` rewrites the cell in every notebook.
-``tests/test_notebook_contract.py`` checks that every notebook starts with exactly this cell;
-``tests/test_colab_journey.py`` walks it on a simulated Colab.
+The kit's tests check that every notebook starts with exactly this cell (``test_notebook_contract``)
+and walk it on a simulated Colab (``test_colab_journey``).
 
 Example:
     >>> "bootstrap(" in colab_cell(release="https://example.org/labkit") and "drive.mount" in colab_cell()

@@ -10,8 +10,23 @@ markers, in notebooks and in the labkit files students edit::
 
 The release copies the kit, replaces every solution block with a TODO comment and
 ``raise NotImplementedError(...)`` naming what to implement, deletes ``### BEGIN/END HIDDEN TESTS``
-blocks, strips notebook outputs, leaves out TA-only paths (tests, CI, this tool), keeps ``checks/``,
-and finally scans the result: a marker, a solution line or a hidden path left behind fails the build.
+blocks, strips notebook outputs, leaves out TA-only paths (``HIDDEN_PATHS``: tests, CI, this tool, its templates),
+keeps ``checks/``, and drops the parts of Markdown (files and notebook cells) written for the TA::
+
+    <!-- BEGIN TA ONLY -->
+    ## Real data beside the clone (`make real`) ...
+    <!-- END TA ONLY -->
+
+The edition gets its own README (``student_readme.md``) and Makefile (``student_makefile.mk``: only
+targets that work there). Then it checks the result, on every release, ``--verify`` included:
+
+- ``scan_for_leaks``: a marker, a solution line or a hidden path left behind;
+- ``scan_for_developer_paths``: text that names a place the edition has not (``DEVELOPER_PATHS``:
+  ``../shared``, ``tests/``, ``.ci/``, ``params/``, the TA's ``make`` targets), so a student is never
+  sent looking for it;
+- ``check_makefile``: every target of the edition's Makefile refers only to files the edition has.
+
+Any of them fails the build with a ``LeakError`` naming the file, the line and what is wrong.
 
 Then it packs what students install (``--dist``, default the folder above ``--out``)::
 
@@ -38,13 +53,41 @@ from labkit.paths import REPO_ROOT
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-SHIPPED = ("README.md", "environment.yml", "pyproject.toml", "constraints.txt", "Makefile", ".gitignore",
+BEGIN_TA_ONLY, END_TA_ONLY = "<!-- BEGIN TA ONLY -->", "<!-- END TA ONLY -->"
+# The edition's README.md and Makefile are written from templates (student_readme, STUDENT_MAKEFILE).
+SHIPPED = ("README.md", "environment.yml", "pyproject.toml", "constraints.txt", ".gitignore",
            "labkit", "checks", "notebooks", "data/README.md", "benchmarks")
-HIDDEN_PATHS = ("tests", ".ci", "labkit/tools/release.py")
+HIDDEN_PATHS = ("tests", ".ci", "labkit/tools/release.py", "labkit/tools/student_readme.md",
+                "labkit/tools/student_makefile.mk", "labkit/tools/record_selfcheck.py")
 SKIPPED_NAMES = ("__pycache__", ".ipynb_checkpoints", "runs", "saved_models")
 DEFINITION = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 # A marker left behind is a comment line naming one (prose that mentions a marker is fine).
-LEFTOVER_MARKER = re.compile(r"^\s*#.*\b(BEGIN|END) (SOLUTION|HIDDEN TESTS)\b", re.MULTILINE)
+LEFTOVER_MARKER = re.compile(r"^\s*#.*\b(BEGIN|END) (SOLUTION|HIDDEN TESTS)\b|^\s*<!-- (BEGIN|END) TA ONLY -->",
+                             re.MULTILINE)
+# Text a student must not be sent to: places of the TA's tree the edition has not. Each entry is
+# (regex, what it is); the list is short on purpose, one entry per such place:
+#   ../shared   the TA's data, models and course docs beside the clone (also written "shared" / "docs"
+#               in Python, which prints as .../shared/docs);
+#   tests/      the TA's test suite; .ci/ the CI scripts; params/ the TA's run parameters (not shipped);
+#   make X      the TA's Makefile targets that the edition's Makefile has not (need tests/ or ../shared).
+TA_ONLY_MAKE_TARGETS = ("test", "student-test", "journey-test", "real")
+DEVELOPER_PATHS = (
+    (r"\.\./shared\b|\bshared/(?:data|docs|models)\b|[\"']shared[\"']\s*/|/\s*[\"']shared[\"']",
+     "the TA's data folder beside the clone; students have none"),
+    (r"(?<![\w.-])tests/|[\"']tests[\"']\s*/|/\s*[\"']tests[\"']", "the TA's test suite, not shipped"),
+    (r"(?<![\w.-])\.ci/", "the TA's CI scripts, not shipped"),
+    (r"(?<![\w.-])params/", "the TA's run parameters, not shipped"),
+    (r"\bmake (?:%s)\b(?!-)" % "|".join(map(re.escape, TA_ONLY_MAKE_TARGETS)),
+     "a target of the TA's Makefile; the edition's Makefile has not"),
+)
+# Shipped, but not scanned for DEVELOPER_PATHS: benchmarks/ is the TA's measurement record (its scripts
+# read the TA's data by design; the numbers the notebooks quote cite it), and the packaging files are
+# read by pip and conda, their comments by maintainers.
+DEVELOPER_PATHS_EXEMPT = ("benchmarks/", "pyproject.toml", "environment.yml", "constraints.txt")
+# A Makefile word whose first part is one of these names a place of the TA's tree: it must exist in
+# the edition (".." is outside it, always an error). Other words (.venv/bin/python, runs/demo) are
+# what make creates, or plain text.
+KIT_NAMES = frozenset({Path(entry).parts[0] for entry in SHIPPED + HIDDEN_PATHS} | {"Makefile", "params", ".."})
 
 
 class LeakError(RuntimeError):
@@ -109,14 +152,44 @@ def strip_solutions(source: str, release: Release, *, where: str) -> str:
     return "\n".join(out) + ("\n" if source.endswith("\n") else "")
 
 
+def strip_ta_only(markdown: str, *, where: str) -> str:
+    """Drop the ``<!-- BEGIN TA ONLY -->`` ... ``<!-- END TA ONLY -->`` blocks of a Markdown text.
+
+    Example::
+
+        >>> strip_ta_only("Data.\\n<!-- BEGIN TA ONLY -->\\n`make real` reads ../shared\\n<!-- END TA ONLY -->\\n",
+        ...               where="data/README.md")
+        'Data.\\n'
+    """
+    lines = markdown.splitlines(keepends=True)
+    out, inside = [], None
+    for number, line in enumerate(lines, 1):
+        if line.strip() == BEGIN_TA_ONLY:
+            if inside:
+                raise ValueError(f"{where}:{number}: '{BEGIN_TA_ONLY}' inside the block opened at line {inside}")
+            inside = number
+        elif line.strip() == END_TA_ONLY:
+            if not inside:
+                raise ValueError(f"{where}:{number}: '{END_TA_ONLY}' without a matching BEGIN")
+            inside = None
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}:{inside}: '{BEGIN_TA_ONLY}' has no matching '{END_TA_ONLY}'")
+    return "".join(out)
+
+
 def release_notebook(path: Path, target: Path, release: Release) -> None:
-    """Strip solutions in code cells and every output; keep tags (the parameters cell)."""
+    """Strip solutions in code cells, TA-only blocks in Markdown cells and every output; keep tags
+    (the parameters cell)."""
     notebook = json.loads(path.read_text())
     for cell in notebook.get("cells", []):
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] == "code":
             cell["source"] = strip_solutions(source, release, where=str(path))
             cell["outputs"], cell["execution_count"] = [], None
+        elif cell["cell_type"] == "markdown":
+            cell["source"] = strip_ta_only(source, where=str(path))
     target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -135,7 +208,8 @@ def _files(source_root: Path):
 
 
 def build_student_edition(source_root: Path, out: Path) -> Release:
-    """Write the student edition of ``source_root`` to ``out`` (replaced), then leak-scan it."""
+    """Write the student edition of ``source_root`` to ``out`` (replaced), then check it: leaks,
+    developer paths, the Makefile (each raises ``LeakError``)."""
     source, target = source_root.resolve(), out.resolve()
     if target == source or any(target == source / entry or source / entry in target.parents
                                for entry in SHIPPED):
@@ -150,18 +224,42 @@ def build_student_edition(source_root: Path, out: Path) -> Release:
             release_notebook(file, target, release)
         elif file.suffix == ".py":
             target.write_text(strip_solutions(file.read_text(), release, where=str(relative)))
+        elif file.suffix == ".md":
+            target.write_text(strip_ta_only(file.read_text(), where=str(relative)))
         else:
             shutil.copy2(file, target)
-    (out / "README.md").write_text(student_readme(release))
+    (out / "README.md").write_text(student_readme(release, results=results_section(source_root / "README.md")))
+    shutil.copyfile(STUDENT_MAKEFILE, out / "Makefile")
     scan_for_leaks(out, release.secret_lines())
+    check_makefile(out)
+    scan_for_developer_paths(out)
     return release
 
 
 STUDENT_README = Path(__file__).with_name("student_readme.md")
+STUDENT_MAKEFILE = Path(__file__).with_name("student_makefile.mk")  # the edition's Makefile, as it is
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def student_readme(release: Release, *, template: Path = STUDENT_README) -> str:
-    """The edition's README: the template with the TODO list (from the markers) and the course's files.
+def results_section(readme: Path) -> str:
+    """The TA's README results (``labkit readme-table`` writes them between its markers), for the edition.
+
+    Example::
+
+        >>> results_section(Path("no/such/README.md"))
+        'No run of the notebooks was recorded in this release.'
+    """
+    text = readme.read_text() if readme.is_file() else ""
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    if start < 0 or end < start:
+        return "No run of the notebooks was recorded in this release."
+    return text[start + len(RESULTS_START):end].strip()
+
+
+def student_readme(release: Release, *, template: Path = STUDENT_README,
+                   results: str = "No run of the notebooks was recorded in this release.") -> str:
+    """The edition's README: the template with the TODO list (from the markers), the course's files
+    and the TA's measured results (``results``, from ``results_section``).
 
     The TODO table comes from the stubs this release wrote, the submission names and goals from
     ``labkit.grading.tasks``, so neither can go stale. Example::
@@ -183,7 +281,7 @@ def student_readme(release: Release, *, template: Path = STUDENT_README) -> str:
                            + [f"| {target.title} | {', '.join(goal.describe() for goal in target.goals)} |"
                               for target in COURSE_TARGETS])
     return template.read_text().format(version=__version__, todo_table=todo_table,
-                                       submit_table=submit_table, goal_table=goal_table)
+                                       submit_table=submit_table, goal_table=goal_table, results=results)
 
 
 def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
@@ -197,11 +295,118 @@ def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
             text = "\n".join("".join(cell["source"]) for cell in json.loads(text).get("cells", []))
         lines = {line.strip() for line in text.splitlines()}
         for match in LEFTOVER_MARKER.finditer(text):
-            problems.append(f"{file.relative_to(out)}: marker '{match[1]} {match[2]}'")
+            marker = f"{match[1]} {match[2]}" if match[1] else match[0].strip()
+            problems.append(f"{file.relative_to(out)}: marker '{marker}'")
         for leaked in sorted(lines & solution_lines)[:3]:
             problems.append(f"{file.relative_to(out)}: solution line '{leaked[:60]}'")
     if problems:
         raise LeakError("student edition leaks:\n  " + "\n  ".join(problems))
+
+
+def _student_texts(out: Path):
+    """``(where, text)`` for what a student reads in ``out``: each text file, each notebook cell."""
+    for file in sorted(out.rglob("*")):
+        relative = file.relative_to(out).as_posix()
+        if (not file.is_file() or relative.startswith(DEVELOPER_PATHS_EXEMPT)
+                or file.suffix not in (".py", ".ipynb", ".md", ".txt", ".yml", ".yaml", ".toml", ".mk", "")):
+            continue
+        text = file.read_text(errors="replace")
+        if file.suffix != ".ipynb":
+            yield relative, text
+            continue
+        for index, cell in enumerate(json.loads(text).get("cells", [])):
+            source = cell["source"]
+            yield f"{relative} cell {index}", "".join(source) if isinstance(source, list) else source
+
+
+def scan_for_developer_paths(out: Path) -> None:
+    """Fail when a shipped text names a place of the TA's tree the edition has not (``DEVELOPER_PATHS``).
+
+    A student who reads ``../shared/docs`` in a message, or ``make real`` in a notebook, goes looking for
+    something they cannot have. ``DEVELOPER_PATHS_EXEMPT`` is not scanned. Example::
+
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> _ = (out / "a.py").write_text('print("see ../shared/docs")\\n')
+        >>> try:
+        ...     scan_for_developer_paths(out)
+        ... except LeakError as error:
+        ...     print(error)
+        student edition names places it does not have:
+          a.py:1: '../shared' (the TA's data folder beside the clone; students have none)
+    """
+    problems = []
+    for where, text in _student_texts(out):
+        for number, line in enumerate(text.splitlines(), 1):
+            for pattern, meaning in DEVELOPER_PATHS:
+                problems += [f"{where}:{number}: '{match[0]}' ({meaning})" for match in re.finditer(pattern, line)]
+    if problems:
+        raise LeakError("student edition names places it does not have:\n  " + "\n  ".join(problems))
+
+
+def makefile_targets(makefile: Path) -> dict[str, list[str]]:
+    """Each target of a Makefile with the words of its prerequisites and recipe, ``$(VARIABLES)`` expanded.
+
+    Variables are the file's own ``NAME := value`` (``=``, ``?=``, ``export``); ``$(CURDIR)`` is ``.``;
+    ``$(shell ...)`` and shell variables (``$$x``) stay unexpanded. Example::
+
+        >>> import tempfile
+        >>> makefile = Path(tempfile.mkdtemp()) / "Makefile"
+        >>> _ = makefile.write_text("DATA := ../shared\\n.PHONY: real\\nreal: setup\\n\\tls $(DATA)/x\\n")
+        >>> makefile_targets(makefile)
+        {'real': ['setup', 'ls', '../shared/x']}
+    """
+    text = re.sub(r"\\\n\s*", " ", makefile.read_text())  # continuation lines joined
+    variables, targets, current = {"CURDIR": "."}, {}, []
+    for line in text.splitlines():
+        if line.startswith("\t"):
+            for target in current:
+                targets[target].append(line.strip().lstrip("@-+"))  # make's prefixes: silent, ignore errors
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        assignment = re.match(r"^(?:export\s+)?([A-Za-z_]\w*)\s*(?::=|\?=|\+=|=)\s*(.*)$", line)
+        rule = re.match(r"^([^:=#]+?)\s*:(?!=)\s*(.*)$", line)
+        if assignment:
+            variables[assignment[1]] = assignment[2].strip()
+        elif rule:
+            current = [] if rule[1].strip().startswith(".") else rule[1].split()
+            for target in current:
+                targets.setdefault(target, []).append(rule[2])
+
+    def expand(words: str) -> str:
+        for _ in range(10):  # variables that name variables, a few levels deep
+            words = re.sub(r"\$[({](\w+)[)}]", lambda m: variables.get(m[1], m[0]), words)
+        return words
+
+    return {expand(target): [word for line in lines for word in re.split(r"[\s;|&<>(){}'\"=,]+", expand(line))
+                             if word]
+            for target, lines in targets.items()}
+
+
+def check_makefile(out: Path) -> None:
+    """Fail unless every target of ``out``'s Makefile refers only to files the edition has.
+
+    A word whose first part is a name of the TA's tree (``KIT_NAMES``: ``notebooks``, ``checks``,
+    ``tests``, ``params``..., and ``..``, outside the kit) must exist in ``out``; a target that needs
+    ``tests`` or ``../shared/data`` would fail for every student who runs it.
+    """
+    makefile = out / "Makefile"
+    if not makefile.is_file():
+        raise LeakError(f"student edition has no Makefile (the release writes {STUDENT_MAKEFILE.name} there)")
+    problems = []
+    for target, words in makefile_targets(makefile).items():
+        for word in dict.fromkeys(words):
+            path = word.removeprefix("./")
+            first = Path(path).parts[:1]
+            if path.startswith("-") or "$" in path or not first or first[0] not in KIT_NAMES:
+                continue
+            if path.startswith("../"):
+                problems.append(f"target '{target}' needs '{word}', outside the edition")
+            elif not (any(out.glob(path)) if any(c in path for c in "*?[") else (out / path).exists()):
+                problems.append(f"target '{target}' needs '{word}', which the edition does not ship")
+    if problems:
+        raise LeakError("student edition's Makefile: " + "; ".join(problems))
 
 
 def verify_notebook(path: Path, *, student_root: Path, timeout: int = 600) -> str:
@@ -293,12 +498,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the wheel and the notebooks .zip go (default: the folder above --out)")
     parser.add_argument("--no-wheel", action="store_true", help="only write the edition folder")
     parser.add_argument("--verify", action="store_true",
-                        help="run each student notebook (SMOKE) to its first TODO and mark it for nbval")
+                        help="also run each student notebook (SMOKE) to its first TODO and mark it for nbval "
+                             "(the leak, developer-path and Makefile checks run on every release)")
     args = parser.parse_args(argv)
     try:
         release = build_student_edition(args.source, args.out)
         print(f"student edition in {args.out}: {release.stubs} solution blocks replaced by TODO stubs; "
-              "leak scan clean")
+              "leak scan, developer-path scan and Makefile check clean")
         if args.verify:
             for notebook in sorted((args.out / "notebooks").glob("*.ipynb")):
                 print(f"{notebook.name}: {verify_notebook(notebook, student_root=args.out.resolve())}")
