@@ -12,6 +12,7 @@ A module is imported only when its command runs, so ``python -m labkit --help`` 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 # name -> ("module" with main(argv) or "module:function", one-line help)
@@ -34,8 +35,13 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines = [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in COMMANDS.items() if available(name)]
     return "usage: python -m labkit COMMAND [--help] ...\n\ncommands:\n" + "\n".join(lines)
+
+
+def available(name: str) -> bool:
+    """False for a TA command whose module the student edition leaves out (``release``, ``record-selfcheck``)."""
+    return importlib.util.find_spec(COMMANDS[name][0].partition(":")[0]) is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"labkit: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    if not available(name):
+        print(f"labkit: '{name}' is a TA command; it is not part of the student edition", file=sys.stderr)
         return 2
     module_name, _, function_name = COMMANDS[name][0].partition(":")
     command = getattr(importlib.import_module(module_name), function_name or "main")
