@@ -1,9 +1,13 @@
 """One fit loop for every lab: progress bars, history, best checkpoint, resume, AMP (CUDA; bfloat16 on CPU).
 
 A checkpoint is written after every epoch (``last.pt``: model, optimizer, scheduler, scaler, epoch,
-best metric, history, RNG states), so ``fit(..., resume=True)`` continues after a disconnect
-(Colab) exactly where it stopped. The best weights by the monitored validation metric go to
-``best.pt`` (a plain state_dict).
+best metric, history, RNG states, and the record of the recipe that wrote it), so
+``fit(..., resume=True)`` continues after a disconnect (Colab) exactly where it stopped, on any
+device: it is read to the CPU, the weights and optimizer state go to the model's device and each
+RNG state back to its own device. A checkpoint of another recipe (another architecture, optimizer
+or recipe name: e.g. a GPU recipe's UNet-64 met by the CPU recipe's UNet-16 after Colab reconnects
+without a GPU) is refused with :class:`CheckpointMismatch`, which says what to do. The best weights
+by the monitored validation metric go to ``best.pt`` (a plain state_dict).
 
 Example:
     >>> import torch
@@ -101,12 +105,16 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
+    """Restore every RNG on its own device: torch's CPU state from a CPU tensor, and the CUDA states
+    (one per GPU that wrote them) only where CUDA is available, for the GPUs present."""
     random.setstate(state["python"])
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state((name, keys.cpu().numpy(), *rest))
+    torch.set_rng_state(state["torch"].cpu())
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        for index, cuda_state in enumerate(cuda_states[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), device=index)
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -120,7 +128,7 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         scheduler=None, scheduler_per_step: bool = False,
         valid_loader=None, evaluate: Callable | None = None, monitor: str | None = None,
         mode: str = "max", device="auto", checkpoint_dir: str | Path | None = None,
-        resume: bool = False, amp: bool = True, cpu_bfloat16: bool = False, channels_last: bool = True,
+        resume: bool = False, recipe: str | None = None, amp: bool = True, cpu_bfloat16: bool = False, channels_last: bool = True,
         ema_decay: float | None = None, seed: int | None = None, restore_best: bool = True, progress: bool = True,
         log: Callable | None = print) -> dict:
     """Train ``model`` for ``epochs`` epochs and return ``{"history", "best_metric", "best_epoch"}``.
@@ -134,7 +142,13 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         monitor: the metric that picks the best epoch (``"dice"``, ``"accuracy"``, ``"mIoU"``);
             defaults to the first scalar metric. ``mode``: ``"max"`` or ``"min"``.
         checkpoint_dir: where ``last.pt`` (every epoch) and ``best.pt`` go; ``None`` keeps nothing.
-        resume: continue from ``checkpoint_dir/last.pt`` when it exists.
+            One folder per recipe (e.g. ``out_dir / "checkpoints" / "FULL-GPU"``): a recipe never
+            resumes another's checkpoint.
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists (on any device). A
+            checkpoint of another recipe raises :class:`CheckpointMismatch` before anything is loaded.
+        recipe: this recipe's name (e.g. ``"FULL-GPU"``), recorded in ``last.pt``; resuming a
+            checkpoint recorded under another name is refused. ``None``: the architecture and the
+            optimizer alone decide.
         amp: float16 autocast with a GradScaler, CUDA only.
         cpu_bfloat16: bfloat16 autocast of the forward pass on a CPU (loss, gradients and weights
             stay float32). Measured 1.8x faster per UNet-16 step on this AVX512-BF16 CPU
@@ -175,7 +189,7 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
     if resume and last_path is not None and last_path.exists():
         start_epoch, history, best_metric, best_epoch = resume_checkpoint(
             last_path, model, optimizer, scheduler=scheduler, scaler=scaler, weight_average=average,
-            device=device)
+            device=device, recipe=recipe, log=log)
         if log:
             log(f"resumed from {last_path} after epoch {start_epoch}")
 
@@ -211,7 +225,7 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         if last_path is not None:
             write_checkpoint(last_path, model, optimizer, scheduler=scheduler, scaler=scaler, epoch=epoch,
                              best_metric=best_metric, best_epoch=best_epoch, history=history,
-                             weight_average=average)
+                             weight_average=average, recipe=recipe, device=device)
 
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
@@ -224,15 +238,36 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
 
 # ----------------------------------------------------------------------------- checkpoints
 
+class CheckpointMismatch(ValueError):
+    """``last.pt`` belongs to another recipe (architecture, optimizer or recipe name): nothing was
+    loaded. The message names both recipes, the first difference and what to do."""
+
+
+def recipe_record(model: nn.Module, optimizer: torch.optim.Optimizer, *, recipe: str | None = None,
+                  device=None) -> dict:
+    """What a checkpoint records about the recipe that wrote it (plain values, ``weights_only``-safe).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> recipe_record(model, torch.optim.SGD(model.parameters(), lr=0.1), recipe="FULL-CPU")
+        {'model': 'Linear', 'parameters': 10, 'optimizer': 'SGD', 'recipe': 'FULL-CPU', 'device': 'cpu'}
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return {"model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "optimizer": type(optimizer).__name__, "recipe": recipe, "device": torch.device(device).type}
+
+
 def write_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *, scheduler=None,
                      scaler: torch.amp.GradScaler | None = None, epoch: int, best_metric, best_epoch,
-                     history: list[dict], weight_average: WeightAverage | None = None) -> Path:
+                     history: list[dict], weight_average: WeightAverage | None = None,
+                     recipe: str | None = None, device=None) -> Path:
     """Save everything :func:`resume_checkpoint` needs to continue after ``epoch`` (RNG states too).
 
     The file is written beside ``path`` and then renamed, so a disconnect mid-save never leaves a
     broken ``last.pt`` behind. Keys: model, optimizer, lr_scheduler, scaler, epoch, best_metric,
-    best_epoch, history, rng (as torchvision's references, plus what picks the best epoch), and
-    weight_average (the averaged weights, or None).
+    best_epoch, history, rng (as torchvision's references, plus what picks the best epoch),
+    weight_average (the averaged weights, or None) and recipe (:func:`recipe_record`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +278,7 @@ def write_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
         "epoch": epoch, "best_metric": best_metric, "best_epoch": best_epoch,
         "history": history, "rng": _rng_state(),
         "weight_average": weight_average.state_dict() if weight_average is not None else None,
+        "recipe": recipe_record(model, optimizer, recipe=recipe, device=device),
     }
     tmp_path = path.with_suffix(".tmp")
     torch.save(checkpoint, tmp_path)
@@ -252,14 +288,22 @@ def write_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 
 def resume_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *, scheduler=None,
                       scaler: torch.amp.GradScaler | None = None, weight_average: WeightAverage | None = None,
-                      device="cpu") -> tuple[int, list, object, object]:
+                      device="cpu", recipe: str | None = None, log: Callable | None = None
+                      ) -> tuple[int, list, object, object]:
     """Load a :func:`write_checkpoint` file into model, optimizer, scheduler, scaler, weight average and RNGs.
+
+    The file is read to the CPU; the weights and the optimizer state go to the device the model's
+    parameters are on (``device``: the device this run trains on, for the note when the checkpoint
+    was written on another kind), each RNG state to its own device. A checkpoint of another recipe
+    (:func:`check_recipe`) raises :class:`CheckpointMismatch` before anything is loaded; one written
+    before checkpoints recorded their recipe is judged by its weights' names and shapes.
 
     Returns ``(epoch, history, best_metric, best_epoch)``: training continues at ``epoch + 1``.
     """
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    check_recipe(path, state, model, optimizer, recipe=recipe)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    optimizer.load_state_dict(state["optimizer"])  # torch moves its state to each parameter's device
     if scheduler is not None and state.get("lr_scheduler") is not None:
         scheduler.load_state_dict(state["lr_scheduler"])
     if scaler is not None and state.get("scaler") is not None:
@@ -270,7 +314,83 @@ def resume_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optim
                              "it was trained with (None), or start afresh")
         weight_average.load_state_dict(state["weight_average"])
     _set_rng_state(state["rng"])
+    written_on = (state.get("recipe") or {}).get("device")
+    here = torch.device(device).type if device is not None else None
+    if log and written_on and here and written_on != here:
+        log(f"note: {path} was written on {written_on} and resumes on {here}; the weights and optimizer state "
+            "carry over, the random numbers of the rest of the run differ from an uninterrupted run")
     return state["epoch"], state["history"], state["best_metric"], state["best_epoch"]
+
+
+def check_recipe(path, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 recipe: str | None = None) -> None:
+    """Raise :class:`CheckpointMismatch` unless checkpoint ``state`` (read from ``path``) belongs to
+    this recipe: the same weight names and shapes, the same optimizer and parameter groups, and the
+    same recipe name where both have one. Checkpoints without a record are judged by the first two.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> state = {"model": torch.nn.Linear(4, 3).state_dict(), "optimizer": optimizer.state_dict()}
+        >>> try:
+        ...     check_recipe("runs/last.pt", state, model, optimizer)
+        ... except CheckpointMismatch as error:
+        ...     print(str(error)[:119])
+        runs/last.pt belongs to another training recipe, so this run cannot resume it: 'weight' is (3, 4) there and (2, 4) here
+    """
+    record = state.get("recipe") or {}
+    ours = recipe_record(model, optimizer, recipe=recipe)
+    difference = (_weights_difference(state["model"], model.state_dict())
+                  or _optimizer_difference(state.get("optimizer"), optimizer, record.get("optimizer"))
+                  or (f"it was recorded as recipe {record['recipe']!r}, this run is {recipe!r}"
+                      if record.get("recipe") and recipe and record["recipe"] != recipe else None))
+    if difference is None:
+        return
+    theirs = (f"It holds {record['model']} with {record['parameters']:,} parameters, {record['optimizer']}, "
+              f"trained on {record['device']}" + (f" (recipe {record['recipe']!r})" if record.get("recipe") else "")
+              if record else "It was written before checkpoints recorded their recipe")
+    folder = Path(path).parent
+    raise CheckpointMismatch(
+        f"{path} belongs to another training recipe, so this run cannot resume it: {difference}. "
+        f"{theirs}; this run trains {ours['model']} with {ours['parameters']:,} parameters, {ours['optimizer']}, "
+        f"on {ours['device']}" + (f" (recipe {recipe!r})" if recipe else "") + ". Give each recipe its own "
+        f"checkpoint folder (checkpoint_dir={folder / '<recipe>'}, or a new OUT_DIR in a notebook) to keep "
+        f"both, or start this recipe afresh with RESUME = False (fit(..., resume=False)), which overwrites "
+        f"the checkpoints in {folder}.")
+
+
+def _shape(value) -> tuple:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+
+
+def _weights_difference(saved: dict, current: dict) -> str | None:
+    """The first difference between two state_dicts' names and shapes, in words; None when they fit."""
+    missing = [key for key in current if key not in saved]
+    extra = [key for key in saved if key not in current]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"it lacks {len(missing)} of this model's weights (e.g. {missing[0]!r})")
+        if extra:
+            parts.append(f"it has {len(extra)} weights this model lacks (e.g. {extra[0]!r})")
+        return " and ".join(parts)
+    for key, value in current.items():
+        if _shape(saved[key]) != _shape(value):
+            return f"{key!r} is {_shape(saved[key])} there and {_shape(value)} here"
+    return None
+
+
+def _optimizer_difference(saved: dict | None, optimizer: torch.optim.Optimizer, saved_name: str | None) -> str | None:
+    if saved_name and saved_name != type(optimizer).__name__:
+        return f"it was trained with {saved_name}, this run uses {type(optimizer).__name__}"
+    if saved is None:
+        return None
+    saved_groups = [len(group["params"]) for group in saved.get("param_groups", [])]
+    groups = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_groups != groups:
+        return (f"its optimizer has parameter groups of sizes {saved_groups}, this run's {groups} "
+                "(another optimizer set-up)")
+    return None
 
 
 def _copy_to_cpu(state_dict: dict) -> dict:

@@ -78,3 +78,33 @@ def test_the_runtime_line_says_colab_without_a_gpu_and_how_to_get_one(monkeypatc
     monkeypatch.setattr(doctor, "on_colab", lambda: False)
     (runtime,) = [finding for finding in doctor.diagnose(data_root="missing") if finding.topic == "runtime"]
     assert runtime.level == "ok" and runtime.detail.startswith("not Colab")
+
+
+# ----------------------------------------------------------------------------- issue 36: a GPU torch cannot use
+
+def test_a_gpu_that_fails_at_first_use_is_a_failure_with_the_cause_and_the_fix(monkeypatch):
+    """Before: doctor printed the GPU's name and free memory as "ok"; every lab then crashed on it."""
+    from tests.cuda_faults import NO_KERNEL_IMAGE, cuda_failing_at_first_use
+    with cuda_failing_at_first_use(monkeypatch, NO_KERNEL_IMAGE):
+        [finding] = doctor._accelerator()
+    assert finding.level == "fail" and "no kernel image is available" in finding.detail
+    assert "sm_75" in finding.fix and "--device cpu" in finding.fix
+
+
+def test_a_gpu_that_torch_cannot_see_is_reported_with_why_not_as_no_gpu(monkeypatch, tmp_path):
+    """Before: a driver too old for torch's CUDA made doctor say "no CUDA GPU"."""
+    from tests.cuda_faults import DRIVER_TOO_OLD
+    gpu = tmp_path / "0000:00:04.0"  # a PCI bus with one NVIDIA 3D controller
+    gpu.mkdir()
+    (gpu / "vendor").write_text("0x10de\n")
+    (gpu / "class").write_text("0x030200\n")
+
+    def too_old():
+        raise RuntimeError(DRIVER_TOO_OLD)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "init", too_old)
+    [finding] = doctor._accelerator(pci_root=tmp_path)
+    assert finding.level == "warn" and "1 NVIDIA GPU(s) present" in finding.detail and "too old" in finding.detail
+    assert "580.65.06" in finding.fix and "--device cpu" in finding.fix
+    [finding] = doctor._accelerator(pci_root=tmp_path / "no-bus")
+    assert finding.level == "ok" and finding.detail.startswith("no CUDA GPU")

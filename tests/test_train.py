@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from labkit.evaluate import evaluate_classification
 from labkit.metrics import dice_score
-from labkit.train import fit
+from labkit.train import fit, resume_checkpoint, write_checkpoint
 
 
 def _fit(model, loader, checkpoint_dir, epochs, **kwargs):
@@ -162,3 +162,92 @@ def test_resume_with_ema_decay_continues_the_average_from_the_checkpoint(tiny_lo
     _fit(fresh, tiny_loader, tmp_path / "b", epochs=4, resume=True, ema_decay=0.9, restore_best=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value)
+
+
+# ----------------------------------------------------------------------------- issue 36: resume anywhere
+
+@pytest.mark.filterwarnings("ignore:for (weight|bias). copying from a non-meta parameter")
+def test_resume_reads_to_the_cpu_so_a_model_on_another_device_gets_its_rng_states_back(tiny_loader, tmp_path):
+    """Loading with map_location=<the GPU> put the RNG states there too, and set_rng_state wants CPU
+    bytes: every resume on CUDA crashed. A model on `meta` stands in for the GPU."""
+    _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=1, seed=1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    elsewhere = torch.nn.Linear(4, 2, device="meta")
+    optimizer = torch.optim.SGD(elsewhere.parameters(), lr=0.1, momentum=0.9)
+    torch.manual_seed(123)
+    epoch, *_ = resume_checkpoint(tmp_path / "last.pt", elsewhere, optimizer, device="meta")
+    assert epoch == 1
+    assert optimizer.state[elsewhere.weight]["momentum_buffer"].device.type == "meta"  # went where the model is
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+
+
+def test_cuda_rng_states_go_back_as_cpu_bytes_and_only_to_the_gpus_present(tiny_loader, tmp_path, monkeypatch):
+    _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=1, seed=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["rng"]["cuda"] = [torch.get_rng_state(), torch.get_rng_state()]  # written on a 2-GPU machine
+    torch.save(state, tmp_path / "last.pt")
+    restored = []
+
+    def set_rng_state(new_state, device="cuda"):
+        restored.append((new_state.device.type, new_state.dtype, device))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    model = torch.nn.Linear(4, 2)
+    resume_checkpoint(tmp_path / "last.pt", model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    assert restored == [("cpu", torch.uint8, 0)]
+
+
+def test_a_gpu_recipes_unet_checkpoint_is_refused_by_the_cpu_recipe_with_what_to_do(tmp_path):
+    """Colab reconnects without a GPU: the CPU recipe's narrow UNet meets the GPU recipe's last.pt."""
+    from labkit.models.unet import UNet
+    wide = UNet(base_channels=8, depth=2)
+    write_checkpoint(tmp_path / "last.pt", wide, torch.optim.AdamW(wide.parameters()), epoch=3,
+                     best_metric=0.5, best_epoch=3, history=[], recipe="FULL-GPU", device="cuda")
+    narrow = UNet(base_channels=4, depth=2)
+    before = {k: v.clone() for k, v in narrow.state_dict().items()}
+    with pytest.raises(ValueError, match="another training recipe") as refused:
+        fit(narrow, [], loss_fn=torch.nn.BCEWithLogitsLoss(), epochs=5, device="cpu", checkpoint_dir=tmp_path,
+            resume=True, recipe="FULL-CPU", progress=False, log=None)
+    message = str(refused.value)
+    assert "'inc.double_conv.0.weight' is (8, 3, 3, 3) there and (4, 3, 3, 3) here" in message
+    assert "recipe 'FULL-GPU'" in message and "trained on cuda" in message
+    assert "own checkpoint folder" in message and "RESUME = False" in message
+    assert all(torch.equal(narrow.state_dict()[k], v) for k, v in before.items())  # nothing was loaded
+
+
+def test_another_recipe_name_or_optimizer_is_refused_even_when_the_shapes_fit(tiny_loader, tmp_path):
+    _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=1, recipe="FULL-GPU")
+    with pytest.raises(ValueError, match="recorded as recipe 'FULL-GPU', this run is 'FULL-CPU'"):
+        _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=2, resume=True, recipe="FULL-CPU")
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="trained with SGD, this run uses AdamW"):
+        fit(model, tiny_loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=2, device="cpu",
+            checkpoint_dir=tmp_path, resume=True, progress=False, log=None)
+
+
+def test_a_checkpoint_without_the_recipe_record_resumes_when_it_fits_and_is_refused_when_not(tiny_loader, tmp_path):
+    _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=1, seed=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    del state["recipe"]  # as written before issue 36
+    torch.save(state, tmp_path / "last.pt")
+    resumed = _fit(torch.nn.Linear(4, 2), tiny_loader, tmp_path, epochs=2, resume=True)
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"'weight' is \(2, 4\) there and \(3, 4\) here.*before checkpoints"):
+        _fit(torch.nn.Linear(4, 3), tiny_loader, tmp_path, epochs=2, resume=True)
+
+
+def test_a_checkpoint_written_on_cuda_resumes_on_the_cpu_and_says_so(tiny_loader, tmp_path):
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    write_checkpoint(tmp_path / "last.pt", model, optimizer, epoch=1, best_metric=None, best_epoch=None,
+                     history=[{"epoch": 1}], device="cuda")
+    lines = []
+    model = torch.nn.Linear(4, 2)
+    result = fit(model, tiny_loader, loss_fn=torch.nn.CrossEntropyLoss(), epochs=2, device="cpu",
+                 optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), checkpoint_dir=tmp_path,
+                 resume=True, progress=False, log=lines.append)
+    assert [row["epoch"] for row in result["history"]] == [1, 2]
+    assert any("written on cuda and resumes on cpu" in line for line in lines), lines

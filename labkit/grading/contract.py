@@ -7,7 +7,10 @@ These constants are the one source: ``limits.py``, ``sandbox.py`` and ``batch.py
 Every check caps its own address space first (``--memory``, default ``DEFAULT_MEMORY_BYTES``), reads
 the submitted file through :func:`read_submission` (declarations inspected before torch.load) and
 reads the dataset through :func:`dataset_batches`, so a broken dataset is the TA's problem (exit 3)
-and never blamed on the student.
+and never blamed on the student. Likewise the device: :func:`run_check` probes it before grading
+(``labkit.device.probe_device``), and a driver too old, a GPU architecture the torch build lacks, a
+busy or failing GPU is exit 3 with the cause and the fix, and a ``device_fault`` object in ``--json``
+(kind, cause, fix, device) that a batch grader reads to stop scheduling.
 
 Example (a check script's main)::
 
@@ -39,6 +42,7 @@ class CheckResult:
     metrics: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     exit_code: int | None = None
+    device_fault: dict | None = None  # {"kind", "cause", "fix", "device"} when the device failed (exit 3)
 
     def __post_init__(self):
         if self.exit_code is None:
@@ -189,17 +193,30 @@ def report(result: CheckResult, *, as_json: bool = False, stream=None) -> int:
 
 def run_check(task: str, parser: argparse.ArgumentParser,
               evaluate_submission: Callable[[argparse.Namespace], CheckResult],
-              argv: list[str] | None = None, *, cap_memory: bool | None = None) -> int:
-    """Cap memory, parse arguments, run ``evaluate_submission`` and map every failure to its exit code.
+              argv: list[str] | None = None, *, cap_memory: bool | None = None, stream=None) -> int:
+    """Cap memory, parse arguments, probe the device, run ``evaluate_submission`` and map every failure
+    to its exit code.
 
     The ``--memory`` cap (RLIMIT_AS) is for the check's own process: it is applied when the check
     runs as a command (``argv`` is None), not when Python code calls ``main(argv)`` in its own
     process (a test, a notebook), unless ``cap_memory=True``.
 
     A student's bad file: exit 2 in plain words (never an exception class name). The grading
-    machine's problem (dataset missing or unreadable, out of memory, a sandbox that cannot start):
-    exit 3 with the cause, for the TA.
+    machine's problem (dataset missing or unreadable, out of memory, a sandbox that cannot start, a
+    device that fails the probe or fails with a CUDA error while evaluating): exit 3 with the cause,
+    for the TA; a device's carries ``device_fault``.
+
+    ``stream``: where the verdict is printed (default: stdout).
+
+    Example (``--device cuda`` on a machine without a usable GPU would exit 3 here, before grading)::
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> run_check("demo", common_parser("demo"), lambda args: CheckResult("demo", True, "fine"),
+        ...           ["--path", "x.pth", "--device", "cpu"], stream=out), out.getvalue()
+        (0, 'fine\\n')
     """
+    from labkit.device import DeviceUnusable, device_fault, probe_device
     from labkit.grading.limits import EnvironmentProblem, apply_memory_cap, parse_memory
     args = parser.parse_args(argv)
     cap_notes = []
@@ -214,8 +231,13 @@ def run_check(task: str, parser: argparse.ArgumentParser,
                              "CUDA's own start); use --device cpu for a capped run")
         else:
             apply_memory_cap(cap)
+    device = getattr(args, "device", None)
     try:
+        if device is not None:
+            probe_device(device)
         result = evaluate_submission(args)
+    except DeviceUnusable as error:
+        result = _device_result(task, error.fault, error.device)
     except SubmissionError as error:
         result = CheckResult(task, False, f"Oops! Something is wrong!\n{error}", exit_code=EXIT_INVALID)
     except DatasetNotFoundError as error:
@@ -228,16 +250,51 @@ def run_check(task: str, parser: argparse.ArgumentParser,
                                           f"{args.memory}; raise --memory", exit_code=EXIT_ENVIRONMENT)
     except Exception as error:  # noqa: BLE001 - a grader must answer for every file, never crash
         text = str(error).strip()
+        # Only a CUDA run can meet a CUDA fault: on the CPU such words are no device's (a file's key names?)
+        fault = device_fault(error) if device is not None and _uses_cuda(args) else None
+        if fault is not None:
+            result = _device_result(task, fault, "cuda")
+            result.notes = list(result.notes) + cap_notes
+            return report(result, as_json=args.json, stream=stream)
         if any(sign in text.lower() for sign in OUT_OF_MEMORY_SIGNS):
             result = CheckResult(task, False, f"Cannot evaluate: out of memory under the --memory cap of "
                                               f"{getattr(args, 'memory', '?')} ({text.splitlines()[0][:120]}); "
                                               "raise --memory", exit_code=EXIT_ENVIRONMENT)
-            return report(result, as_json=args.json)
+            return report(result, as_json=args.json, stream=stream)
         detail = text.splitlines()[0][:300] if text else "no further detail"
         result = CheckResult(task, False, "Oops! Something is wrong!\nYour model could not be evaluated: "
                                           f"{detail}", exit_code=EXIT_INVALID)
     result.notes = list(result.notes) + cap_notes
-    return report(result, as_json=args.json)
+    return report(result, as_json=args.json, stream=stream)
+
+
+def device_fault_of(verdict: dict | None, stderr: str = "") -> dict | None:
+    """The device fault behind a check's exit, for a batch grader that stops scheduling on it:
+    the verdict's ``device_fault`` (``--json``), else one recognised in the stderr of a check that
+    ended without a verdict (a crash inside CUDA). ``None``: the device is not to blame.
+
+    Example:
+        >>> device_fault_of({"exit_code": 3, "device_fault": {"kind": "driver", "cause": "...", "fix": "...",
+        ...                                                    "device": "cuda"}})["kind"]
+        'driver'
+        >>> device_fault_of({"exit_code": 2, "device_fault": None}) is None
+        True
+        >>> device_fault_of(None, "RuntimeError: CUDA error: no kernel image is available for execution")["kind"]
+        'architecture'
+    """
+    from labkit.device import device_fault
+    if verdict is not None:
+        return verdict.get("device_fault")
+    lines = stderr.strip().splitlines()
+    fault = device_fault(lines[-1]) if lines else None
+    return fault.to_dict() | {"device": "cuda"} if fault is not None else None
+
+
+def _device_result(task: str, fault, device: str) -> CheckResult:
+    """Exit 3 for a device fault: the cause and the fix, said once, and the fault for ``--json``."""
+    return CheckResult(task, False, f"Cannot evaluate (a problem of the grading machine, not of the submission): "
+                                    f"the {device} device cannot be used: {fault.cause}.\nfix: {fault.fix}",
+                       exit_code=EXIT_ENVIRONMENT, device_fault=fault.to_dict() | {"device": device})
 
 
 def _uses_cuda(args) -> bool:

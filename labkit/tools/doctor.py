@@ -50,13 +50,33 @@ def _versions() -> list[Finding]:
     return findings
 
 
-def _accelerator() -> list[Finding]:
+def _accelerator(pci_root: str | Path = "/sys/bus/pci/devices") -> list[Finding]:
+    """The GPU line: usable (name, memory), none, or present but unusable by torch and why.
+
+    A GPU torch cannot see (driver too old for this torch's CUDA, a CPU-only torch) is a ``warn``:
+    ``DEVICE="auto"`` runs the CPU recipes. A GPU torch sees but cannot run (an architecture the
+    wheel lacks, a busy or failing device) is a ``fail``: ``"auto"`` picks it and every lab stops.
+    """
     import torch
+
+    from labkit.device import DeviceUnusable, cuda_unavailable_fault, nvidia_gpus, probe_device
     if not torch.cuda.is_available():
-        return [Finding("ok", "device", "no CUDA GPU: SMOKE mode and the CPU recipes run here; the FULL "
-                        "recipes are GPU recipes")]
+        present = nvidia_gpus(pci_root)
+        if not present:
+            return [Finding("ok", "device", "no CUDA GPU: SMOKE mode and the CPU recipes run here; the FULL "
+                            "recipes are GPU recipes")]
+        fault = cuda_unavailable_fault()
+        return [Finding("warn", "device", f"{present} NVIDIA GPU(s) present, but torch {torch.__version__} cannot "
+                        f"use them ({fault.cause}): DEVICE=\"auto\" runs the CPU recipes", fault.fix)]
+    try:
+        probe_device("cuda")
+    except DeviceUnusable as error:
+        return [Finding("fail", "device", f"CUDA {torch.version.cuda} sees a GPU but cannot run on it "
+                        f"({error.fault.kind}: {error.fault.cause}); DEVICE=\"auto\" and --device auto "
+                        "pick it and fail", error.fault.fix)]
     free, total = torch.cuda.mem_get_info()
-    return [Finding("ok", "device", f"CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}, "
+    major, minor = torch.cuda.get_device_capability(0)
+    return [Finding("ok", "device", f"CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)} (sm_{major}{minor}), "
                     f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free")]
 
 
@@ -76,7 +96,12 @@ def _runtime() -> list[Finding]:
     if not on_colab():
         return [Finding("ok", "runtime", f"not Colab (a local Python); {source}")]
     if torch.cuda.is_available():
-        return [Finding("ok", "runtime", f"Colab with a GPU ({torch.cuda.get_device_name(0)}); {source}")]
+        try:
+            name = torch.cuda.get_device_name(0)
+        except Exception as error:  # noqa: BLE001 - the device line says why; this one only names the runtime
+            text = str(error).strip()
+            name = f"one torch cannot query: {text.splitlines()[0][:120] if text else repr(error)}"
+        return [Finding("ok", "runtime", f"Colab with a GPU ({name}); {source}")]
     return [Finding("warn", "runtime", f"Colab without a GPU: FULL mode trains the CPU recipes; {source}",
                     "Runtime > Change runtime type > T4 GPU, then run the notebook's first cell again")]
 
