@@ -104,7 +104,7 @@ def test_the_students_journey_on_colab(colab, tmp_path):
     assert f"kept your edits in {len(stubbed)} files" in c["cells"][0]["text"]
     assert c["probe"]["cwd"] == "/content/labkit-course/notebooks"
     assert "PASS" in _all_text(c)  # the self-checks, on the student's code
-    checkpoint = course / "runs" / "01_unet_oxford_pet" / "checkpoints" / "last.pt"
+    checkpoint = course / "runs" / "01_unet_oxford_pet" / "checkpoints" / "SMOKE" / "last.pt"
     assert checkpoint.is_file(), sorted(str(p) for p in (course / "runs").rglob("*"))[:20]
 
     # (d) the VM is recycled: a new one, the same Drive
@@ -114,7 +114,7 @@ def test_the_students_journey_on_colab(colab, tmp_path):
     assert d["error"] is None, d["error"]
     assert "Mounted at /content/drive" in d["cells"][0]["text"] and "installed: torch-pruning" in d["cells"][0]["text"]
     assert {path: path.read_text() for path in stubbed} == edited  # the edits survived the recycle
-    assert "labkit-course/runs/01_unet_oxford_pet/checkpoints/last.pt after epoch" in _all_text(d)  # resumed
+    assert "labkit-course/runs/01_unet_oxford_pet/checkpoints/SMOKE/last.pt after epoch" in _all_text(d)  # resumed
 
     # (e) the hand-in on Drive, checked by the TA's own check script (this checkout's, not the student's)
     handins = sorted(course.rglob("*_lab01*.zip"))
