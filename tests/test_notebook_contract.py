@@ -65,3 +65,24 @@ def test_each_your_turn_cell_names_where_the_file_is_on_colab(path):
     for text in turns:
         for file in set(re.findall(r"`(labkit/[\w/]+\.py)`", text)):
             assert f"`{DRIVE_FOLDER}/{file}`" in text, (path.name, text.splitlines()[0], file)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(path):
+    """nbformat 4.5 wants an id on every cell (a missing one is a warning today, an error later)."""
+    ids = [cell.get("id") for cell in cells(path)]
+    assert None not in ids and len(set(ids)) == len(ids)
+
+
+TRAINING_STARTS = {"01": "result = fit(", "02": "= train_and_measure(", "03": "rounds = iterative_prune(",
+                   "04": "= quantize_resnet20(", "05": "task1 = train("}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_labs_selfcheck_runs_before_its_training_and_a_ta_can_skip_it(path):
+    lab = path.name[:2]
+    code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+    assert "SELFCHECK = True" in code[1]
+    check = next(i for i, text in enumerate(code) if f'selfcheck.require_lab("{lab}", enabled=SELFCHECK)' in text)
+    training = next(i for i, text in enumerate(code) if TRAINING_STARTS[lab] in text)
+    assert check < training, f"{path.name}: the self-check (cell {check}) must run before training (cell {training})"
