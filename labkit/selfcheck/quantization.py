@@ -40,6 +40,7 @@ def check_affine_qparams() -> bool:
     """``affine_qparams`` on recorded ranges (negative, positive-only, constant) onto [0, 255] and [-128, 127]."""
     from labkit.quant.manual import affine_qparams
 
+    largest = 0.0
     for name, (quant_min, quant_max) in QPARAM_RANGES.items():
         case = load_case(name)
         low, high = case.inputs["min"], case.inputs["max"]
@@ -52,15 +53,17 @@ def check_affine_qparams() -> bool:
         expect(scale.dtype == torch.float32, "affine_qparams",
                f"the scale has dtype {scale.dtype}; the course's scales are torch.float32")
         where = f"onto [{quant_min}, {quant_max}]"
-        compare("affine_qparams", scale, case.expected["scale"], tolerance=1e-7, what=f"the scale {where}",
+        largest = max(largest, compare("affine_qparams", scale, case.expected["scale"], tolerance=1e-7,
+                                       what=f"the scale {where}",
                 hint="spread the range (widened to include 0) over quant_max - quant_min steps",
                 mistakes={"no_zero": (case.mistakes["no_zero"]["scale"], "a range that does not contain 0 must "
-                                      "first be widened to include it (0.0 must be exactly representable)")})
+                                      "first be widened to include it (0.0 must be exactly representable)")}))
         compare("affine_qparams", zero_point, case.expected["zero_point"], tolerance=0, what=f"the zero point {where}",
                 hint="the integer that stands for 0.0, rounded and kept inside [quant_min, quant_max]",
                 mistakes={"truncated": (case.mistakes["truncated"]["zero_point"],
                                         "round the zero point (torch.round), do not truncate it")})
-    return passed("affine_qparams: recorded ranges onto [0, 255] and [-128, 127]; float32 scale, int32 zero point")
+    return passed(f"affine_qparams: recorded ranges onto [0, 255] and [-128, 127]; float32 scale (largest difference "
+                  f"{largest:.1e}, tolerance 1e-07), int32 zero point (exact)")
 
 
 def _conv_and_bn(case) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
