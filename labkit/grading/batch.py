@@ -10,14 +10,19 @@ id then file name): id, file, status, exit_code, passed, the check's metrics, me
 
 Student ids come from the course's file names (``123_pruning.pt`` -> ``123``,
 ``123_model_task1.pth`` -> ``123``) or, for a file named exactly like the artifact (``unet.pth``), from
-its folder (``DIR/123/unet.pth`` -> ``123``).
+the folder it was handed in under (``DIR/123/unet.pth`` -> ``123``; ``DIR/123/run/unet.pth`` -> ``123``).
 
-Every candidate gets a row: files ending ``.pt``/``.pth``/``.pth.tar`` in any letter case are graded;
-directories and symbolic links with those names get a ``skipped`` row with the reason. For Lab 05 a
-``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside the weights is graded
-through the sandbox (``--network``). Each check runs under a memory cap (``--memory``). CSV cells are
-escaped against formula injection and capped in length. :func:`not_graded` says which rows got no verdict
-(skipped, timed out, crashed, or a problem of the grading machine); :func:`summary` counts each outcome.
+Only the course's file names for the task are graded (``labkit.grading.tasks``: ``model_task1.pth``,
+``123_pruning.pt``, ...). Every other candidate (a name ending ``.pt``/``.pth``/``.pth.tar`` in any letter
+case) gets a ``skipped`` row with the reason: a folder or a symbolic link with such a name, a file named
+like no artifact, and training checkpoints (anything under ``checkpoints/``, ``best.pt``, ``last.pt``: a
+run folder handed in whole), which never give a student id and never count as a failure. Two files for
+one artifact of one student get one ``skipped`` row naming both, not a guess. For Lab 05 the
+``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside the weights is the architecture
+(graded through the sandbox, as the single-file check does). Each check runs under a memory cap
+(``--memory``). CSV cells are escaped against formula injection and capped in length. :func:`not_graded`
+says which rows got no verdict (skipped, timed out, crashed, or a problem of the grading machine);
+:func:`summary` counts each outcome.
 """
 from __future__ import annotations
 
@@ -35,32 +40,50 @@ from tqdm.auto import tqdm
 
 from labkit.grading.call_check import check_command, last_json_line
 from labkit.grading.contract import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED
-from labkit.grading.limits import DEFAULT_MEMORY_BYTES
+from labkit.grading.handin_files import SUBMISSION_SUFFIXES, checkpoint_reason
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES, FileRefused
+from labkit.grading.student_network import network_beside
 from labkit.grading.tasks import TASKS, Task
 from labkit.paths import CHECKS_DIR
 
 EXIT_TIMEOUT = 124  # what GNU timeout uses; the check itself never returns it
-SUBMISSION_SUFFIXES = (".pth.tar", ".pth", ".pt")  # compared in lower case
 MAX_CELL_CHARS = 2000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # where a row came from, when the class grader (labkit.grading.grade_class) made it: CSV columns after "seconds"
 PROVENANCE = ("artifact", "origin", "timestamp", "timestamp_source", "sha256", "labkit_version", "reused")
 OUTCOMES = {EXIT_PASSED: "passed", EXIT_BELOW_GOAL: "below goal", EXIT_INVALID: "invalid submission",
             EXIT_ENVIRONMENT: "environment problem"}
+UNKNOWN_ID = "(unknown)"  # a row no student id could be read for
+def artifact_names(task: Task) -> str:
+    """``model_task1.pth or model_task2.pth``: how a task's files are named, for messages."""
+    return " or ".join(task.artifact_suffixes)
 
 
-def student_id(path: Path, task: Task) -> str:
-    """``123_pruning.pt`` -> ``"123"``; ``123/unet.pth`` -> ``"123"``; otherwise the file's stem."""
+def student_id(path: Path, task: Task, root: Path | None = None) -> str:
+    """``123_pruning.pt`` -> ``"123"``; ``123/unet.pth`` -> ``"123"``; else the folder handed in, or (unknown).
+
+    ``root``: the graded folder; a file named exactly like the artifact takes the name of the first folder
+    below it (``root/123/run/unet.pth`` -> ``123``), else of its own folder. A name that is no artifact of
+    the task (``best.pt``) never gives an id of its own.
+    """
     name = path.name.lower()
+    top = _top_folder(path, root)
     for suffix in sorted(task.artifact_suffixes, key=len, reverse=True):
         if name == suffix.lower():
-            return path.parent.name
+            return top or path.parent.name
         if name.endswith("_" + suffix.lower()):
             return path.name[: -len(suffix) - 1]
-    for suffix in SUBMISSION_SUFFIXES:
-        if name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
+    return top or UNKNOWN_ID
+
+
+def _top_folder(path: Path, root: Path | None) -> str | None:
+    if root is None:
+        return None
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 else None
 
 
 def skip_reason(path: Path) -> str | None:
@@ -86,7 +109,7 @@ def find_candidates(folder: Path, task: Task) -> list[Path]:
                 found.append(path)
             elif path.is_dir() and not path.is_symlink():
                 stack.append(path)
-    return sorted(found, key=lambda path: (student_id(path, task), str(path)))
+    return sorted(found, key=str)
 
 
 def find_submissions(folder: Path, task: Task) -> list[Path]:
@@ -95,12 +118,17 @@ def find_submissions(folder: Path, task: Task) -> list[Path]:
 
 
 def network_for(path: Path, task_name: str) -> Path | None:
-    """Lab 05's ``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside ``path``."""
+    """Lab 05's ``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside ``path``.
+
+    The same file the single-file check finds (:func:`labkit.grading.student_network.network_beside`);
+    None when there is none, or when it is a link (the check then refuses it with the reason).
+    """
     if task_name != "efficient":
         return None
-    folder = "network2" if _file_flags(path, task_name)["task"] == 2 else "network"
-    network = path.parent / folder / "network.py"
-    return network if network.is_file() and not network.is_symlink() else None
+    try:
+        return network_beside(path, _file_flags(path, task_name)["task"])
+    except FileRefused:
+        return None
 
 
 def _file_flags(path: Path, task_name: str) -> dict:
@@ -171,17 +199,57 @@ def threads_per_check(jobs: int, *, cores: int | None = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
+def skipped_row(student: str, file: str, reason: str, **extra) -> dict:
+    """A row for a candidate that is listed, not graded."""
+    return {"id": student, "file": file, "status": "skipped", "exit_code": None, "passed": False, "metrics": {},
+            "message": f"not graded: {reason}", "seconds": 0.0, **extra}
+
+
+def plan_folder(folder: Path, task_name: str) -> tuple[list[tuple[Path, str]], list[dict]]:
+    """``([(file to grade, student id)], [skipped rows])`` for every candidate below ``folder``.
+
+    Graded: the course's file names for the task, one per student and artifact. Listed as skipped:
+    checkpoints, names of no artifact, and two or more files for one artifact of one student (one row).
+    """
+    task = TASKS[task_name]
+    groups: dict[tuple[str, str], list[Path]] = {}
+    graded, skipped = [], []
+    for path in find_candidates(folder, task):
+        student = student_id(path, task, root=folder)
+        checkpoint = checkpoint_reason(path.relative_to(folder))
+        if checkpoint:
+            skipped.append(skipped_row(_top_folder(path, folder) or UNKNOWN_ID, str(path), checkpoint, checkpoint=True))
+        elif task.artifact_of(path.name) is None:
+            skipped.append(skipped_row(student, str(path), f"not named like {artifact_names(task)} (a prefix such as "
+                                       f"the student id is fine: 123_{task.artifact_suffixes[0]}); rename it if it "
+                                       "is the hand-in"))
+        elif skip_reason(path) is not None:
+            graded.append((path, student))   # a link or a folder: grade_one lists it with the reason
+        else:
+            groups.setdefault((student, task.artifact_of(path.name)), []).append(path)
+    for (student, artifact), paths in sorted(groups.items()):
+        if len(paths) == 1:
+            graded.append((paths[0], student))
+            continue
+        names = ", ".join(str(path.relative_to(folder)) for path in paths)
+        skipped.append(skipped_row(student, "; ".join(map(str, paths)), f"{len(paths)} files for {artifact} of "
+                                   f"student {student} ({names}); which one is the hand-in? Keep exactly one"))
+    return graded, skipped
+
+
 def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (), jobs: int = 1,
                  timeout: float = 600, checks_dir: Path = CHECKS_DIR, progress: bool = True,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES) -> list[dict]:
-    """Grade every candidate in ``folder`` (skipped ones get a row too); rows in a deterministic order."""
-    files = find_candidates(folder, TASKS[task_name])
-    rows = []
+    """Grade the hand-in files in ``folder``; every other candidate gets a skipped row (:func:`plan_folder`).
+
+    Rows in a deterministic order (student id, file).
+    """
+    files, rows = plan_folder(Path(folder), task_name)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(grade_one, path, task_name, check_arguments=list(check_arguments),
                                timeout=timeout, checks_dir=checks_dir, memory_bytes=memory_bytes,
-                               threads=threads_per_check(jobs))
-                   for path in files]
+                               student=student, threads=threads_per_check(jobs))
+                   for path, student in files]
         for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
             rows.append(future.result())
     return sorted(rows, key=lambda row: (row["id"], row["file"]))
@@ -211,9 +279,10 @@ def outcome(row: dict) -> str:
 def not_graded(row: dict) -> bool:
     """True when the submission got no verdict (skipped, timeout, crashed, the grader's problem).
 
-    A superseded file (a later one of the same student and artifact was graded) is not a failure.
+    A superseded file (a later one of the same student and artifact was graded) and a training
+    checkpoint (never a hand-in) are not failures.
     """
-    if row["status"] == "superseded":
+    if row["status"] == "superseded" or row.get("checkpoint"):
         return False
     return row["status"] != "ok" or row["exit_code"] not in (EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID)
 

@@ -77,7 +77,7 @@ def listed_row(submission: Submission) -> dict:
     status = "superseded" if submission.superseded_by else "skipped"
     return {"id": submission.student_id or UNKNOWN_ID, "file": str(submission.path), "status": status,
             "exit_code": None, "passed": False, "metrics": {}, "message": submission.problem or "",
-            "seconds": 0.0, **_provenance(submission)}
+            "seconds": 0.0, **_provenance(submission), **({"checkpoint": True} if submission.checkpoint else {})}
 
 
 def grade_submission(submission: Submission, task: str, *, store: ResultStore, setup: str, reuse: bool = True,
@@ -199,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} and {write_results(rows, args.out)}")
     write_class_outputs(rows, args, inputs)
     print(summary(rows))
+    checkpoints = [row.get("origin") or row["file"] for row in rows if row.get("checkpoint")]
+    if checkpoints:
+        print(f"skipped {len(checkpoints)} training checkpoints (checkpoints/, best.pt, last.pt are never graded): "
+              + ", ".join(checkpoints[:10]) + (" ..." if len(checkpoints) > 10 else ""))
     failed = [row for row in rows if not_graded(row)]
     for row in failed:
         print(f"not graded: {row.get('origin') or row['file']}: {outcome(row)}: {row['message'][:200]}",
@@ -209,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
 def write_class_outputs(rows: list[dict], args, inputs: dict) -> None:
     """The gradebook, feedback, similarity CSV and both pages that ``args`` asks for."""
     # a refused or misnamed file stays in (its student is "not graded": the TA looks); a superseded one does not
-    graded = [row for row in rows if row["status"] != "superseded" and row["id"] != UNKNOWN_ID]
+    # a training checkpoint is listed in the per-file CSV only: it is never a hand-in
+    graded = [row for row in rows if row["status"] != "superseded" and row["id"] != UNKNOWN_ID
+              and not row.get("checkpoint")]
     scores = None
     if args.gradebook or args.feedback:
         from labkit.grading.gradebook import student_scores, write_gradebook

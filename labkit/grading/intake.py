@@ -27,7 +27,12 @@ time of that zip (the LMS's record), not their own (the student's clock).
 Zips are checked entry by entry (path, link, password, size, ratio, nesting) and streamed, bytes counted,
 into ``work``; a refused entry is listed, never written. Folders are read in place; links are listed,
 never followed. ``__MACOSX/`` and ``.DS_Store`` are skipped. Extra files (a README in a student's zip)
-are listed with a problem too: filter on ``artifact is None`` to hide them.
+are listed with a problem too: filter on ``artifact is None`` to hide them. A folder of extra files with no
+weights in it (a run folder's ``data/``) is one row, not one per file. Training checkpoints (under
+``checkpoints/``, ``best.pt``, ``last.pt``) are listed with ``checkpoint=True``, never graded, and their
+names never give a student id. Lab 05's ``network/`` and ``network2/`` code goes with the weights beside
+it (the check grades the pair), so it is not a row of its own. Two files for one artifact of one
+student with the same time are both listed as ambiguous, and neither is graded.
 
 Example:
     >>> artifact_name("doejohn_12345_67890_123_pruning-1.pt", "pruning")
@@ -45,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit.grading.batch import SUBMISSION_SUFFIXES, skip_reason
+from labkit.grading.handin_files import checkpoint_reason, collapse_extra_folders, is_network_code
 from labkit.grading.gradescope_results import artifact_of
 from labkit.grading.tasks import TASKS
 
@@ -83,6 +89,7 @@ class Submission:
     timestamp_source: str      # "file name" | "file modification time" | "zip entry time"
     problem: str | None
     superseded_by: str | None = None
+    checkpoint: bool = False   # a training checkpoint (never graded, never a failure)
 
 
 def compile_id_pattern(text: str | re.Pattern = "course") -> re.Pattern:
@@ -143,10 +150,14 @@ class _Run:
     limits: ArchiveLimits
     budget: int
     found: list = field(default_factory=list)
+    relative: list = field(default_factory=list)   # each found file's path in the download (for extra folders)
 
     def add(self, rel: str, origin: str, path: Path, when: tuple, problem: str | None = None,
             outer: str | None = None) -> None:
         """List one file: its id (from ``outer``, the student's zip, first), artifact, time and problem."""
+        if problem is None and is_network_code(rel, self.task):
+            return   # Lab 05's network/network.py: graded with the weights beside it
+        checkpoint = checkpoint_reason(rel) if rel.lower().endswith(SUBMISSION_SUFFIXES) else None
         match = (outer is not None and self.pattern.search(outer)) or self.pattern.search(rel)
         stamp, source = when
         if match and match.groupdict().get("timestamp"):
@@ -156,13 +167,19 @@ class _Run:
                 problem = problem or (f"the time {match['timestamp']!r} in its name is not ISO 8601, "
                                       "YYYYMMDDHHMMSS or YYYY-MM-DD-HH-MM-SS; fix the id pattern or the name")
         student, artifact = (match and match["student_id"]) or None, artifact_name(rel, self.task)
+        if checkpoint:
+            if student and student.lower() in ("best", "last", "checkpoints"):
+                student = None   # never an id from a checkpoint's own name
+            artifact, problem = None, problem or f"not graded: {checkpoint}"
         if problem is None and student is None:
             problem = f"no student id: {rel!r} does not match the id pattern {self.label}; rename it or change it"
         if problem is None and artifact is None:
             names = " or ".join(TASKS[self.task].artifact_suffixes)
             problem = (f"not named like {names} (a prefix such as the student id is fine: 123_"
                        f"{names.split()[0]}); rename it if it is the submission, else it is an extra file")
-        self.found.append(Submission(student, artifact, path, origin, stamp, source, problem))
+        self.found.append(Submission(student, artifact, path, origin, stamp, source, problem,
+                                     checkpoint=checkpoint is not None))
+        self.relative.append(rel)
 
 
 def _mtime(path: Path) -> tuple[str, str]:
@@ -323,6 +340,7 @@ def open_submissions(source: Path, work: Path, task: str, *, id_pattern: str | r
         _open_zip(run, source, source.name, source.name, work / source.stem, 0, None, None)
     else:
         raise ValueError(f"{source} is neither a folder nor a .zip file; give the LMS's download")
+    run.found = collapse_extra_folders(run.found, run.relative)
     return sorted(run.found, key=_order)
 
 
@@ -346,10 +364,18 @@ def select_latest(submissions: list[Submission]) -> list[Submission]:
         if submission.problem is None:
             groups.setdefault((submission.student_id, submission.artifact), []).append(submission)
     kept = {key: max(group, key=rank) for key, group in groups.items()}
+    tied = {key: [s for s in group if rank(s)[:2] == rank(kept[key])[:2]] for key, group in groups.items()}
     result = []
     for submission in submissions:
-        keeper = kept.get((submission.student_id, submission.artifact))
-        if submission.problem is None and keeper is not submission:
+        key = (submission.student_id, submission.artifact)
+        keeper = kept.get(key)
+        if submission.problem is None and len(tied.get(key, ())) > 1:
+            names = ", ".join(s.origin for s in tied[key])
+            result.append(replace(submission, problem=f"not graded: {len(tied[key])} files for {submission.artifact} "
+                                  f"of student {submission.student_id} with the same time ({names}); which one is the "
+                                  "hand-in? Keep exactly one") if any(s is submission for s in tied[key]) else
+                          replace(submission, superseded_by=keeper.origin, problem="superseded by later files"))
+        elif submission.problem is None and keeper is not submission:
             result.append(replace(submission, superseded_by=keeper.origin, problem=f"superseded by "
                                   f"{keeper.origin} (a later submission of the same file); not graded"))
         else:

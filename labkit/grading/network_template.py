@@ -126,7 +126,8 @@ def inline_source(module_name: str, defined: set[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, backend: str = "x86") -> str:
+def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, backend: str = "x86",
+                   smoke_image_size=None) -> str:
     """The text of a self-contained ``network.py`` for a labkit ``UNet`` or ``EfficientUNet``.
 
     Args:
@@ -135,6 +136,9 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
         int8: the weights are an INT8 state_dict (converted after QAT); only for ``EfficientUNet``.
         backend: the INT8 engine the model was converted with (``load_model`` falls back to another
             CPU engine when the grader's torch lacks it).
+        smoke_image_size: ``(H, W)`` for a SMOKE run (labkit's synthetic fixture at that size): the file
+            says so (``SMOKE_IMAGE_SIZE = (H, W)``), and the checks grade it at that size on that
+            fixture and say that missing the goal there is expected. None (default): a real run.
 
     Example:
         >>> text = network_source("EfficientUNet", model_kwargs={"base_channels": 4, "depth": 2}, int8=True)
@@ -153,7 +157,8 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
               f"not labkit;\nthe model's source below is copied from {', '.join(modules)}.\n"
               'The weights are read with torch.load(path, weights_only=True, map_location="cpu").\n"""\n'
               "from __future__ import annotations\n\n"
-              f"MODEL_KWARGS = {model_kwargs!r}\nINT8 = {int8!r}\nBACKEND = {backend!r}  # INT8 engine it was converted with\n")
+              f"MODEL_KWARGS = {model_kwargs!r}\nINT8 = {int8!r}\nBACKEND = {backend!r}  # INT8 engine it was converted with\n"
+              + _smoke_line(smoke_image_size))
     parts, defined = [header], set()
     for module_name in modules:
         names = _defined_names(ast.parse(inspect.getsource(importlib.import_module(module_name))))
@@ -167,6 +172,17 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
     text = "".join(parts)
     compile(text, "network.py", "exec")  # a SyntaxError here is a bug of this template, not of the model
     return text
+
+
+def _smoke_line(size) -> str:
+    """``SMOKE_IMAGE_SIZE = (H, W)`` (read by the checks as text: labkit.grading.student_network), or nothing."""
+    if size is None:
+        return ""
+    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if height <= 0 or width <= 0:
+        raise ValueError(f"smoke_image_size must be (H, W) > 0, got {size!r}")
+    return (f"SMOKE_IMAGE_SIZE = ({height}, {width})  # a SMOKE run: trained on labkit's synthetic fixture at this "
+            "size; the checks grade it there and say the goal is for real data\n")
 
 
 def model_config(model: nn.Module) -> dict:
@@ -192,8 +208,11 @@ def model_config(model: nn.Module) -> dict:
     return {"model_name": name, "model_kwargs": kwargs, "int8": is_int8_state_dict(state)}
 
 
-def write_network(folder, model: nn.Module, *, backend: str = "x86") -> Path:
+def write_network(folder, model: nn.Module, *, backend: str = "x86", smoke_image_size=None) -> Path:
     """Write ``folder/network.py`` that rebuilds ``model`` (a labkit UNet or EfficientUNet, FP32 or INT8).
+
+    ``smoke_image_size``: ``(H, W)`` when the model was trained by a SMOKE run on labkit's synthetic
+    fixture (notebook 05: ``smoke_image_size=size if SMOKE else None``); see :func:`network_source`.
 
     Save the weights beside it (``labkit.io.save_state_dict(model, ...)``); the pair is what the
     course's ``test_task1.py`` / ``test_task2.py`` and ``check_efficient.py --network`` grade.
@@ -202,5 +221,6 @@ def write_network(folder, model: nn.Module, *, backend: str = "x86") -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "network.py"
-    path.write_text(network_source(**model_config(model), backend=backend), encoding="utf-8")
+    path.write_text(network_source(**model_config(model), backend=backend, smoke_image_size=smoke_image_size),
+                    encoding="utf-8")
     return path

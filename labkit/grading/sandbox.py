@@ -51,6 +51,8 @@ import numpy as np
 from labkit.download import sha256sum
 from labkit.grading.contract import EXIT_ENVIRONMENT, EXIT_INVALID
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, MiB, EnvironmentProblem, FileRefused, _mib
+from labkit.grading.network_faults import clean, explain
+from labkit.grading.sandbox_child import DETAIL_CHARS
 
 TRUST_BOUNDARY = (
     "Trusted: this grading process (it keeps the labels and computes the metric from the logits the "
@@ -98,6 +100,7 @@ class SandboxResult:
     seconds: float = 0.0
     limits: dict = field(default_factory=dict)
     log_tail: str = ""
+    details: dict = field(default_factory=dict)   # a failure's particulars for --json: {"load_errors": ...}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -468,8 +471,15 @@ class SandboxedModel:
             elif message == "file too large":
                 self._fail(EXIT_INVALID, f"your network wrote a file larger than {_mib(self.config.max_file_bytes)} "
                                          f"in {stage.get(header.get('stage'), 'it')}; it was stopped")
-            else:
-                self._fail(EXIT_INVALID, f"{stage.get(header.get('stage'), 'your network')} failed: {message}")
+            else:  # torch's text, explained (key lists, INT8 faults) or its first line without the dispatcher's tail
+                detail = str(header.get("detail") or message)[:DETAIL_CHARS]
+                explained = explain(detail)
+                text, details = explained if explained else (clean(detail, limit=600), {})
+                where = header.get("where")
+                if isinstance(where, str) and where:   # the line of the student's code it came from
+                    text += f"\n  at {where[:300]}" if "\n" in text else f" (at {where[:300]})"
+                self._fail(EXIT_INVALID, f"{stage.get(header.get('stage'), 'your network')} failed: {text}")
+                self.result.details = details
             return None
         return header, payload
 

@@ -20,7 +20,9 @@ import resource
 import struct
 import sys
 import traceback
+from importlib.abc import MetaPathFinder
 
+DETAIL_CHARS = 16000  # the error's full text for the parent to explain (torch's key lists included)
 
 
 def send(fd: int, header: dict, payload: bytes = b"") -> None:
@@ -50,6 +52,25 @@ def receive(fd: int, *, max_header: int = 65536, max_payload: int = 1 << 31) -> 
     if not isinstance(nbytes, int) or not 0 <= nbytes <= max_payload:
         raise ValueError("bad payload size")
     return header, _read_exact(fd, nbytes)
+
+
+class _NoLabkit(MetaPathFinder):
+    """Refuses ``import labkit`` from the student's code: the course's machine has no labkit."""
+
+    def __init__(self, rule: str):
+        self.rule = rule
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "labkit" or name.startswith("labkit."):
+            raise ImportError(self.rule.format(name=name))
+        return None
+
+
+def _hide_labkit(rule: str) -> None:
+    """Forget labkit's modules (the trusted functions keep their references) and refuse new imports of it."""
+    for name in [name for name in sys.modules if name == "labkit" or name.startswith("labkit.")]:
+        del sys.modules[name]
+    sys.meta_path.insert(0, _NoLabkit(rule))
 
 
 def _fingerprint(functions) -> str:
@@ -83,6 +104,7 @@ def main(config: dict) -> int:
     from torch.utils import flop_counter
     import labkit.profile as profile
     from labkit.profile import count_macs, count_params, is_quantized, model_size_bytes
+    from labkit.grading.network_faults import LABKIT_IMPORT_RULE, QUANTIZED_OUTPUT
     torch.set_num_threads(int(config.get("threads", 1)))
     trusted = (count_macs, count_params, is_quantized, model_size_bytes, profile._layer_macs,
                torch.nn.Module.__call__, torch.nn.Module._call_impl, torch.nn.Module.register_forward_hook,
@@ -91,6 +113,7 @@ def main(config: dict) -> int:
     before = _fingerprint(trusted)
     names = ("count_macs", "count_params", "is_quantized", "model_size_bytes", "_layer_macs")
 
+    _hide_labkit(LABKIT_IMPORT_RULE)   # network.py runs with torch, torchvision and numpy, as on the course's machine
     stage = "import"
     try:
         folder = os.path.dirname(config["network"])
@@ -118,7 +141,7 @@ def main(config: dict) -> int:
                          "quantized": bool(quantized), "tampered": bool(tampered)})
     except BaseException as error:  # noqa: BLE001 - report any failure of student code to the parent
         traceback.print_exc()
-        send(answers, {"op": "error", "stage": stage, "message": _short(error)})
+        send(answers, _error(stage, error, os.path.dirname(config["network"])))
         return 1
 
     while True:
@@ -140,12 +163,29 @@ def main(config: dict) -> int:
                 output = output.get("out")
             if not isinstance(output, torch.Tensor):
                 raise ValueError(f"the model returned a {type(output).__name__}, not a tensor of logits")
+            if output.is_quantized:
+                raise ValueError(QUANTIZED_OUTPUT)
             output = output.detach().to("cpu", torch.float32).contiguous()
             send(answers, {"op": "logits", "shape": list(output.shape)}, output.numpy().tobytes())
         except BaseException as error:  # noqa: BLE001
             traceback.print_exc()
-            send(answers, {"op": "error", "stage": stage, "message": _short(error)})
+            send(answers, _error(stage, error, os.path.dirname(config["network"])))
             return 1
+
+
+def _error(stage: str, error: BaseException, folder: str = "") -> dict:
+    """The error frame: a short message, the full text (``detail``, which the parent explains) and the line
+    of the student's code it came from (``where``)."""
+    detail = str(error)[:DETAIL_CHARS]
+    while len(json.dumps(detail)) > 48000:   # the header stays under the parent's 64 KiB limit, whatever the text
+        detail = detail[: len(detail) // 2]
+    frame = {"op": "error", "stage": stage, "message": _short(error), "detail": detail}
+    if folder:
+        mine = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(folder + os.sep)]
+        if mine:
+            last = mine[-1]
+            frame["where"] = f"{os.path.relpath(last.filename, folder)} line {last.lineno}: {(last.line or '').strip()}"[:300]
+    return frame
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Example (a check's evaluate_submission)::
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,13 +38,55 @@ class SandboxedNetwork(nn.Module):
         return self.sandboxed.result
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.sandboxed.predict(images.detach().cpu().float().numpy())
+        try:
+            logits = self.sandboxed.predict(images.detach().cpu().float().numpy())
+        except FileRefused as error:  # the same words as a failure while starting (_raise_for)
+            raise FileRefused(f"your network.py could not be graded: {error}") from None
         return torch.from_numpy(logits.copy())
+
+
+NETWORK_FOLDERS = {1: "network", 2: "network2"}  # Lab 05: the course's ./network/network.py & model_task1.pth
+SMOKE_LINE = re.compile(r"^SMOKE_IMAGE_SIZE\s*=\s*\(\s*(\d{1,5})\s*,\s*(\d{1,5})\s*\)", re.MULTILINE)
+
+
+def network_beside(weights, task: int) -> Path | None:
+    """The hand-in's ``network/network.py`` (Task 1) or ``network2/network.py`` (Task 2) beside ``weights``.
+
+    As the course's test: "using your ./network/network.py & model_task1.pth". None when there is
+    none; ``FileRefused`` when one is there but is a link or not a file (the check would otherwise
+    grade labkit's reference network instead of the student's without a word).
+
+    Example:
+        >>> network_beside("/nowhere/model_task1.pth", 1) is None
+        True
+    """
+    path = Path(weights).parent / NETWORK_FOLDERS[task] / "network.py"
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise FileRefused(f"{NETWORK_FOLDERS[task]}/network.py beside {Path(weights).name} is a link or not a file; "
+                          "hand in the file itself (links are not followed)")
+    return path if path.is_file() else None
+
+
+def smoke_image_size(network) -> tuple[int, int] | None:
+    """``(H, W)`` when ``network.py`` says it was trained by a SMOKE run on labkit's synthetic fixture.
+
+    :func:`labkit.grading.network_template.write_network` writes ``SMOKE_IMAGE_SIZE = (64, 128)`` for a
+    SMOKE run. Read as text (the file is never imported here), from its first 64 KiB.
+    """
+    try:
+        with open(network, "rb") as handle:
+            text = handle.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    match = SMOKE_LINE.search(text)
+    return (int(match[1]), int(match[2])) if match and 0 < int(match[1]) and 0 < int(match[2]) else None
 
 
 def _raise_for(result) -> None:
     if result.exit_code == EXIT_INVALID:
-        raise FileRefused(f"your network.py could not be graded: {result.message}")
+        error = FileRefused(f"your network.py could not be graded: {result.message}")
+        error.details = dict(result.details)   # e.g. {"load_errors": ...} for the verdict's --json
+        raise error
     if result.exit_code != 0:
         raise EnvironmentProblem(f"the sandbox failed: {result.message}")
 

@@ -122,6 +122,19 @@ class Task:
         """The files a student hands in, by name without extension: ``("unet", "resnet34_unet")``."""
         return tuple(dict.fromkeys(suffix.split(".")[0] for suffix in self.artifact_suffixes))
 
+    def artifact_of(self, file_name: str) -> str | None:
+        """The artifact a file name is (``123_model_task1.pth`` -> ``model_task1``; any case), or None.
+
+        Example:
+            >>> TASKS["efficient"].artifact_of("123_MODEL_TASK2.pth"), TASKS["efficient"].artifact_of("best.pt")
+            ('model_task2', None)
+        """
+        name = file_name.lower()
+        for suffix in sorted(self.artifact_suffixes, key=len, reverse=True):
+            if name == suffix or name.endswith("_" + suffix):
+                return suffix.split(".")[0]
+        return None
+
 
 TASKS = {
     "segmentation": Task("check_segmentation.py", ("unet.pth", "resnet34_unet.pth"), "oxford-iiit-pet"),
