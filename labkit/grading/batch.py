@@ -33,13 +33,12 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from labkit.grading.call_check import check_command, last_json_line
-from labkit.grading.contract import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED
+from labkit.grading.contract import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED, device_fault_of
+from labkit.grading.device_guard import describe, run_until_device_fault
 from labkit.grading.handin_files import SUBMISSION_SUFFIXES, checkpoint_reason
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, FileRefused
 from labkit.grading.student_network import network_beside
@@ -181,6 +180,8 @@ def grade_one(path: Path, task_name: str, *, check_arguments: list[str], timeout
         else:
             row.update(passed=bool(verdict.get("passed")), metrics=verdict.get("metrics", {}),
                        message=verdict.get("message", ""))
+        if process.returncode == EXIT_ENVIRONMENT or verdict is None:
+            row["device_fault"] = device_fault_of(verdict, stderr)
     row["seconds"] = round(time.perf_counter() - started, 2)
     return row
 
@@ -197,6 +198,12 @@ def threads_per_check(jobs: int, *, cores: int | None = None) -> int:
     """
     cores = cores or os.cpu_count() or 1
     return max(1, cores // max(1, jobs))
+
+
+def not_started_row(path: Path, student: str, fault: dict) -> dict:
+    """A file the batch did not grade because the grading device failed on an earlier one."""
+    return {"id": student, "file": str(path), "status": "not graded", "exit_code": None, "passed": False,
+            "metrics": {}, "message": f"not graded: {describe(fault)}", "seconds": 0.0, "device_fault": fault}
 
 
 def skipped_row(student: str, file: str, reason: str, **extra) -> dict:
@@ -245,13 +252,11 @@ def grade_folder(folder: Path, task_name: str, *, check_arguments: list[str] = (
     Rows in a deterministic order (student id, file).
     """
     files, rows = plan_folder(Path(folder), task_name)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_one, path, task_name, check_arguments=list(check_arguments),
-                               timeout=timeout, checks_dir=checks_dir, memory_bytes=memory_bytes,
-                               student=student, threads=threads_per_check(jobs))
-                   for path, student in files]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
-            rows.append(future.result())
+    jobs_to_run = [partial(grade_one, path, task_name, check_arguments=list(check_arguments), timeout=timeout,
+                           checks_dir=checks_dir, memory_bytes=memory_bytes, student=student,
+                           threads=threads_per_check(jobs)) for path, student in files]
+    rows += run_until_device_fault(jobs_to_run, jobs=jobs, progress=progress,
+                                   not_started=lambda index, fault: not_started_row(*files[index], fault))
     return sorted(rows, key=lambda row: (row["id"], row["file"]))
 
 

@@ -28,20 +28,20 @@ One run, in order:
    also shown on the TA's page.
 
 Exit code: 0 when every file got a verdict, 1 when one did not (refused by the intake, timed out,
-crashed, a problem of the grading machine: each is printed), 2 for a wrong argument.
+crashed: each is printed), 2 for a wrong argument, 3 when the grading device is broken (probed before
+any check runs; a check that meets a device fault stops the scheduling; said once, no row blames a student).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from labkit.grading.batch import (grade_one, network_for, not_graded, outcome, summary, threads_per_check,
-                                  write_results)
+from labkit.grading.batch import (grade_one, network_for, not_graded, not_started_row, outcome, summary,
+                                  threads_per_check, write_results)
+from labkit.grading.device_guard import EXIT_DEVICE, describe, probe_grading_device, run_until_device_fault
 from labkit.grading.intake import Submission, open_submissions, select_latest
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, parse_memory
 from labkit.grading.policy import Policy
@@ -113,10 +113,9 @@ def grade_class(source: Path, task: str, *, out: Path, check_arguments=(), data=
     setup = setup_fingerprint(task, check_arguments=check_arguments, checks_dir=checks_dir, data=data)
     arguments = dict(store=store, setup=setup, reuse=not force, check_arguments=list(check_arguments), timeout=timeout,
                      checks_dir=checks_dir, memory_bytes=memory_bytes, threads=threads_per_check(jobs))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(grade_submission, submission, task, **arguments) for submission in gradable]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="grading", disable=not progress):
-            rows.append(future.result())
+    jobs_to_run = [partial(grade_submission, submission, task, **arguments) for submission in gradable]
+    rows += run_until_device_fault(jobs_to_run, jobs=jobs, progress=progress, not_started=lambda index, fault: {
+        **not_started_row(gradable[index].path, gradable[index].student_id, fault), **_provenance(gradable[index])})
     return sorted(rows, key=lambda row: (str(row["id"]), str(row.get("artifact")), str(row.get("origin"))))
 
 
@@ -189,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    fault = probe_grading_device(args.device)
+    if fault is not None:  # said once, before any check runs; no submission is marked
+        print(f"error: {describe(fault)}", file=sys.stderr)
+        return EXIT_DEVICE
     check_arguments = ["--device", args.device] + (["--data", args.data] if args.data else [])
     rows = grade_class(args.source, args.task, out=args.out, check_arguments=check_arguments, data=args.data,
                        jobs=args.jobs, timeout=args.timeout, memory_bytes=inputs["memory"],
@@ -203,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoints:
         print(f"skipped {len(checkpoints)} training checkpoints (checkpoints/, best.pt, last.pt are never graded): "
               + ", ".join(checkpoints[:10]) + (" ..." if len(checkpoints) > 10 else ""))
+    faults = [row["device_fault"] for row in rows if row.get("device_fault")]
+    if faults:  # the machine's problem: said once, exit 3, no row blames a student
+        print(f"error: grading stopped: {describe(faults[0])}", file=sys.stderr)
+        return EXIT_DEVICE
     failed = [row for row in rows if not_graded(row)]
     for row in failed:
         print(f"not graded: {row.get('origin') or row['file']}: {outcome(row)}: {row['message'][:200]}",
