@@ -23,7 +23,7 @@ help:
 	@echo "make demo    run notebook 01 (SMOKE) headless, then check the saved model"
 	@echo "make test    the whole test suite, incl. nbval over every notebook in SMOKE mode"
 	@echo "make student-test  the student wheel installed in a fresh venv, notebook 01 run from it (slow)"
-	@echo "make journey-test  a TA grades a class from an LMS download, through the real checks (slow)"
+	@echo "make journey-test  a TA grades a class from an LMS download, through the real checks; the GPU check on the CPU (slow)"
 	@echo "make smoke   run every notebook in SMOKE mode through 'python -m labkit run'"
 	@echo "make real    run every notebook in FULL mode on the real data in $(REAL_DATA), on the CPU"
 	@echo "             (params/real-cpu.yaml; aims at <= 60 min on 2 cores; writes $(REAL_OUT)/summary.json)"
@@ -57,7 +57,8 @@ test: setup
 student-test: setup
 	LABKIT_SMOKE=1 $(PY) -m pytest -q -m student tests -p no:cacheprovider
 
-# The slow TA-journey test (an LMS zip to gradebook, feedback, rankings and copies, every file checked).
+# The slow TA-journey test (an LMS zip to gradebook, feedback, rankings and copies, every file checked),
+# and benchmarks/gpu_check.py's CPU run in SMOKE size (its logic, in CI).
 journey-test: setup
 	LABKIT_SMOKE=1 $(PY) -m pytest -q -m journey tests -p no:cacheprovider
 

@@ -1,15 +1,16 @@
 """Check a pruned ResNet-20 (Lab 03): test accuracy >= 90.0% and sparsity >= 50.0%.
 
-    python checks/check_pruning.py --path 123_pruning.pt [--data data/cifar10] [--device auto] [--json]
+    python checks/check_pruning.py --path 123_pruning.pt [--data data/cifar10] [--batch-size 128]
+        [--device auto] [--json]
 
 Prints the course's messages ("Congratulations! ..." / "Oops! Something is wrong!" + the reason),
 then a specific hint. ``--data`` (default: ``data/cifar10`` in the repository) may hold the official
 ``cifar-10-batches-py`` folder or image folders ``test/<class>/*.png``. The file is read with
 ``weights_only=True, map_location="cpu"`` and loaded strictly into labkit's ResNet-20; accuracy is
-computed on the test set (batch 128, no shuffling, the course's normalisation) and sparsity as zeros /
-total over every Conv2d and Linear weight, both by ``labkit.grading.reference`` (never the
-student's labkit.prune or labkit.evaluate). Exit codes: 0 passed, 1 below a goal, 2 invalid file,
-3 dataset missing.
+computed on the test set (batch 128 unless ``--batch-size``, no shuffling, the course's
+normalisation) and sparsity as zeros / total over every Conv2d and Linear weight, both by
+``labkit.grading.reference`` (never the student's labkit.prune or labkit.evaluate). Exit codes:
+0 passed, 1 below a goal, 2 invalid file, 3 dataset missing.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ WRONG_ARCHITECTURE = ("Your model's architecture seems to be wrong! Have you rem
 
 
 def build_parser():
-    parser = common_parser(__doc__.splitlines()[0])
+    parser = common_parser(__doc__.splitlines()[0], batch_size=128)
     parser.set_defaults(data=str(DEFAULT_DATA))
     return parser
 
@@ -42,8 +43,8 @@ def evaluate_submission(args) -> CheckResult:
     notes: list[str] = []
     model = load_submission(args.path, resnet20(), wrong_architecture=WRONG_ARCHITECTURE, notes=notes)
 
-    loader = dataset_batches(lambda: DataLoader(CIFAR10(args.data, "test"), batch_size=128, shuffle=False),
-                             where=args.data)
+    loader = dataset_batches(lambda: DataLoader(CIFAR10(args.data, "test"), batch_size=args.batch_size,
+                                                shuffle=False), where=args.data)
     test_set = loader.dataset
     accuracy = evaluate_classification(model, loader, device=args.device)["accuracy"]
     sparsity = course_sparsity(model)

@@ -1,7 +1,7 @@
 """Grade a hand-quantized ResNet-20 (Lab 04) on the CIFAR-10 test set.
 
     python checks/check_quantization.py --path 123_quantization.pt [--data data/cifar10]
-        [--device auto] [--json]
+        [--batch-size 128] [--device auto] [--json]
 
 The file is the state_dict of :class:`labkit.models.quantized_resnet20.QuantizedResNet20`, whose
 150 keys are the course's INT8 ResNet-20 schema exactly (``quant.output_scale``, then per layer
@@ -36,8 +36,7 @@ ARCHITECTURE_ERROR = "Your model's architecture seems to be wrong!"
 
 
 def build_parser():
-    parser = common_parser(__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser = common_parser(__doc__.splitlines()[0], batch_size=128)
     parser.set_defaults(data=DEFAULT_DATA)
     return parser
 

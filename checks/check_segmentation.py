@@ -2,7 +2,7 @@
 
     python checks/check_segmentation.py --path saved_models/unet.pth [--model unet|resnet34_unet]
         [--network network/network.py] [--data data/oxford-iiit-pet] [--image-size 256]
-        [--device auto] [--memory 6G] [--json]
+        [--batch-size 8] [--device auto] [--memory 6G] [--json]
 
 With ``--network`` the student's own ``network.py`` (``load_model(path)`` returns the model) is
 imported in a sandbox (labkit.grading.sandbox: no network, dataset hidden, limits) and only its
@@ -41,10 +41,9 @@ DEFAULT_DATA = f"data/{TASKS['segmentation'].dataset}"  # relative to where the 
 
 
 def build_parser():
-    parser = common_parser(__doc__.splitlines()[0])
+    parser = common_parser(__doc__.splitlines()[0], batch_size=8)
     parser.add_argument("--model", default="unet", choices=SEGMENTATION_MODELS)
     parser.add_argument("--image-size", type=int, default=256, help="evaluate at this square size")
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--network", default=None,
                         help="the student's network.py (load_model(path)); graded in the sandbox")
     parser.set_defaults(data=DEFAULT_DATA)

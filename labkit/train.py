@@ -38,6 +38,11 @@ from labkit.profile import peak_memory_mb
 from labkit.weight_average import WeightAverage
 
 
+# Non-finite losses in a row under float16 + GradScaler before training stops: each one halves the
+# scale (65536 -> 2**-34 after 50), so by then the overflow is the forward pass's, not the scale's.
+MAX_OVERFLOW_STEPS = 50
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -48,18 +53,27 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
                     device: torch.device, scaler: torch.amp.GradScaler | None = None,
                     step_scheduler=None, channels_last: bool = False, progress: bool = True,
                     autocast_dtype: torch.dtype | None = None, weight_average: WeightAverage | None = None,
-                    description: str = "train") -> float:
-    """One pass over ``loader``; returns the mean training loss.
+                    description: str = "train", stats: dict | None = None,
+                    max_overflow_steps: int = MAX_OVERFLOW_STEPS) -> float:
+    """One pass over ``loader``; returns the mean training loss of the steps taken.
 
     ``step_scheduler`` (optional) is stepped after every optimizer step (e.g. OneCycleLR), and
     ``weight_average`` (optional) updated.
     The forward pass runs under autocast to ``autocast_dtype`` (``torch.bfloat16`` on a CPU;
     float16 whenever ``scaler`` is given, CUDA only); the loss is computed in float32.
+
+    A non-finite loss without a ``scaler`` stops training (``FloatingPointError``: the run
+    diverged). Under a ``scaler`` (float16) it is an overflow, the scaler's to handle: the step is
+    skipped and the scale lowered, as for an overflowing gradient; only ``max_overflow_steps``
+    non-finite losses in a row stop training (the forward pass itself overflows float16, which no
+    scale fixes). Non-finite losses are left out of the mean loss; ``stats`` (a dict, optional)
+    receives ``skipped_steps``, the steps the scaler skipped (for any overflow, a gradient's too).
     """
     if scaler is not None and autocast_dtype is None:
         autocast_dtype = torch.float16
     model.train()
     total_loss, total_items = 0.0, 0
+    skipped = overflow_run = 0
     bar = tqdm(loader, desc=description, leave=False, disable=not progress)
     for inputs, targets in bar:
         inputs = inputs.to(device, non_blocking=True)
@@ -72,13 +86,22 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         if autocast_dtype is not None and isinstance(outputs, torch.Tensor):
             outputs = outputs.float()
         loss = loss_fn(outputs, targets)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if not finite and scaler is None:
             raise FloatingPointError(f"training loss became {loss.item()}; lower the learning rate "
                                      "or check the inputs for NaN")
+        overflow_run = 0 if finite else overflow_run + 1
+        if overflow_run >= max_overflow_steps:
+            raise FloatingPointError(
+                f"training loss was {loss.item()} for {overflow_run} steps in a row under float16 autocast "
+                f"(GradScaler skipped each; its scale is now {scaler.get_scale():g}): the forward pass "
+                "overflows float16. Lower the learning rate, or train in float32 (fit(..., amp=False))")
         if scaler is not None:
+            scale = scaler.get_scale()
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            scaler.step(optimizer)  # skipped when a gradient is inf/NaN (always after a non-finite loss)
+            scaler.update()         # ... and then the scale is lowered
+            skipped += scaler.get_scale() < scale
         else:
             loss.backward()
             optimizer.step()
@@ -86,10 +109,16 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
             step_scheduler.step()
         if weight_average is not None:
             weight_average.update(model)
-        total_loss += loss.item() * inputs.shape[0]
-        total_items += inputs.shape[0]
-        bar.set_postfix(loss=f"{total_loss / total_items:.4f}")
-    return total_loss / max(total_items, 1)
+        if finite:
+            total_loss += loss.item() * inputs.shape[0]
+            total_items += inputs.shape[0]
+        shown = {"skipped": skipped} if skipped else {}
+        bar.set_postfix(loss=f"{total_loss / max(total_items, 1):.4f}", **shown)
+    if stats is not None:
+        stats["skipped_steps"] = skipped
+    if total_items == 0:
+        return float("nan") if skipped else 0.0
+    return total_loss / total_items
 
 
 def _rng_state() -> dict:
@@ -149,7 +178,10 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         recipe: this recipe's name (e.g. ``"FULL-GPU"``), recorded in ``last.pt``; resuming a
             checkpoint recorded under another name is refused. ``None``: the architecture and the
             optimizer alone decide.
-        amp: float16 autocast with a GradScaler, CUDA only.
+        amp: float16 autocast with a GradScaler, CUDA only. An overflow (a non-finite loss or
+            gradient) skips that step and lowers the scale instead of stopping the run; the
+            history rows then count ``skipped_steps``, and only a loss that stays non-finite for
+            ``MAX_OVERFLOW_STEPS`` steps in a row stops it (:func:`train_one_epoch`).
         cpu_bfloat16: bfloat16 autocast of the forward pass on a CPU (loss, gradients and weights
             stay float32). Measured 1.8x faster per UNet-16 step on this AVX512-BF16 CPU
             (``benchmarks/bench_cpu_recipe.py --variants``), 1.6x on notebook 01's whole CPU recipe;
@@ -164,8 +196,8 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         seed: seeds every RNG first (ignored when resuming: the saved RNG state is restored).
         restore_best: load the best weights back into ``model`` at the end.
 
-    Each history row: ``epoch``, ``train_loss``, ``lr``, ``seconds``, ``peak_memory_mb`` and the
-    validation metrics.
+    Each history row: ``epoch``, ``train_loss``, ``lr``, ``seconds``, ``peak_memory_mb``,
+    ``skipped_steps`` (float16 on CUDA only) and the validation metrics.
     """
     device = resolve_device(device)
     if seed is not None:
@@ -197,15 +229,18 @@ def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
         if on_cuda:
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
+        stats: dict = {}
         train_loss = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device=device, scaler=scaler,
             step_scheduler=scheduler if scheduler_per_step else None, channels_last=channels_last,
             autocast_dtype=autocast_dtype, weight_average=average, progress=progress,
-            description=f"epoch {epoch}/{epochs}")
+            description=f"epoch {epoch}/{epochs}", stats=stats)
         if scheduler is not None and not scheduler_per_step:
             scheduler.step()
         row = {"epoch": epoch, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                "seconds": time.perf_counter() - started, "peak_memory_mb": peak_memory_mb(device)}
+        if scaler is not None:  # float16: the steps GradScaler skipped for an overflow
+            row["skipped_steps"] = stats["skipped_steps"]
         if valid_loader is not None and evaluate is not None:
             metrics = evaluate(scored, valid_loader, device=device)
             row.update({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})

@@ -91,3 +91,17 @@ def test_script_reads_the_official_layout_and_prints_json(tmp_path):
     assert payload["task"] == "pruning" and payload["passed"] is False
     assert payload["metrics"]["accuracy"] == pytest.approx(10.0)  # 3 cats of 30 balanced images
     assert payload["metrics"]["sparsity"] == pytest.approx(prune.course_sparsity(model))
+
+
+def test_the_check_evaluates_at_the_batch_size_the_notebook_passes(tmp_path, capsys, cat_only_data, monkeypatch):
+    # notebook 03 evaluates at its own batch size and passes it, so the two numbers agree exactly
+    batches = []
+    evaluate = check_pruning.evaluate_classification
+
+    def spy(model, loader, **kwargs):
+        batches.extend(len(labels) for _, labels in loader)
+        return evaluate(model, loader, **kwargs)
+    monkeypatch.setattr(check_pruning, "evaluate_classification", spy)
+    path = save_state_dict(constant_model(CAT, target_sparsity=0.9), tmp_path / "m.pt")
+    code, _ = run(capsys, "--path", path, "--data", cat_only_data, "--batch-size", "7")
+    assert code == 0 and batches[0] == 7

@@ -17,6 +17,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_check  # noqa: E402
 from gpu_check_lib import NOTEBOOKS, PRUNING_MODEL, T4_TFLOPS, read_recipe  # noqa: E402
 
+# 45-130 s on 2 cores: with the slow journeys (make journey-test, which CI runs), not in make test's 10 minutes.
+pytestmark = pytest.mark.journey
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

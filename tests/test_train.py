@@ -61,6 +61,60 @@ def test_a_diverging_loss_stops_training_with_a_clear_error(tiny_loader):
             progress=False, log=None)
 
 
+def _overflowing_loss(overflow_at):
+    """Cross-entropy that is +inf at the calls numbered in ``overflow_at`` (from 1): a float16 overflow."""
+    calls = []
+
+    def loss_fn(outputs, targets):
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(outputs, targets)
+        return loss * float("inf") if len(calls) in overflow_at else loss
+    loss_fn.calls = calls
+    return loss_fn
+
+
+def test_a_float16_overflow_is_skipped_by_the_grad_scaler_and_training_goes_on(tiny_loader):
+    # fit builds the scaler on CUDA only; a CPU GradScaler takes the same path through train_one_epoch
+    from labkit.train import train_one_epoch
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    optimizer.register_step_post_hook(lambda *args: steps.append(1))
+    scaler = torch.amp.GradScaler("cpu")
+    stats = {}
+    loss = train_one_epoch(model, tiny_loader, optimizer, _overflowing_loss({2}), device=torch.device("cpu"),
+                           scaler=scaler, progress=False, stats=stats)
+    assert stats == {"skipped_steps": 1} and len(steps) == len(tiny_loader) - 1  # that step only was skipped
+    assert scaler.get_scale() == 2.0 ** 15  # halved once from 2**16
+    assert math.isfinite(loss)  # the skipped step is not in the mean
+
+
+def test_a_gradient_overflow_under_a_finite_loss_is_counted_as_a_skipped_step(tiny_loader):
+    from labkit.train import train_one_epoch
+    model = torch.nn.Linear(4, 2)
+    calls = []
+
+    def huge_loss(outputs, targets):  # finite in float32, but times the scale 2**16 its gradients overflow
+        calls.append(1)
+        return torch.nn.functional.cross_entropy(outputs, targets) * (1e36 if len(calls) == 1 else 1.0)
+    stats = {}
+    train_one_epoch(model, tiny_loader, torch.optim.SGD(model.parameters(), lr=0.1), huge_loss,
+                    device=torch.device("cpu"), scaler=torch.amp.GradScaler("cpu"), progress=False, stats=stats)
+    assert stats == {"skipped_steps": 1}
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_loss_that_stays_non_finite_under_the_grad_scaler_stops_after_max_overflow_steps(tiny_loader):
+    from labkit.train import train_one_epoch
+    model = torch.nn.Linear(4, 2)
+    loss_fn = _overflowing_loss(set(range(1, 100)))
+    with pytest.raises(FloatingPointError, match="3 steps in a row under float16"):
+        train_one_epoch(model, tiny_loader, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn,
+                        device=torch.device("cpu"), scaler=torch.amp.GradScaler("cpu"), progress=False,
+                        max_overflow_steps=3)
+    assert len(loss_fn.calls) == 3
+
+
 def test_cpu_bfloat16_runs_the_forward_in_bfloat16_and_the_loss_in_float32(tiny_loader):
     seen = {"forward": set(), "loss": set()}
     model = torch.nn.Linear(4, 2)

@@ -165,13 +165,26 @@ def versions() -> dict:
             "torchvision": torchvision.__version__}
 
 
-def common_parser(description: str) -> argparse.ArgumentParser:
-    """``--path``, ``--data``, ``--device``, ``--memory``, ``--json``: the arguments every check takes."""
+def common_parser(description: str, *, batch_size: int | None = None) -> argparse.ArgumentParser:
+    """``--path``, ``--data``, ``--device``, ``--memory``, ``--json``: the arguments every check takes.
+
+    ``batch_size``: also take ``--batch-size`` with this default. A notebook passes the batch size
+    (and device) it measured with, so that the check evaluates the same way and the two agree
+    (``labkit.grading.call_check``).
+
+    Example:
+        >>> common_parser("demo", batch_size=128).parse_args(["--path", "m.pt"]).batch_size
+        128
+    """
     from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--path", required=True, help="the submitted state_dict file (.pt/.pth)")
     parser.add_argument("--data", default=None, help="dataset root (default: the course's location)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=int, default=batch_size,
+                            help=f"images per evaluation batch (default {batch_size}); a notebook passes its own "
+                                 "so that the check evaluates as it did")
     parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
                         help="address-space cap for this check, e.g. 6G (torch alone reserves ~3.1 GiB)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
