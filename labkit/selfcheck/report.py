@@ -33,7 +33,7 @@ class SelfCheckFailure(AssertionError):
 
 
 def is_todo_stub(error: BaseException) -> bool:
-    """True for the release's stub, ``raise NotImplementedError("TODO: implement ...")`` (left as it is)."""
+    """True for the release's TODO stub, a ``NotImplementedError`` whose text starts with "TODO" (left as it is)."""
     return isinstance(error, NotImplementedError) and str(error).startswith("TODO")
 
 
