@@ -117,3 +117,19 @@ def test_the_corpus_has_at_least_two_mistakes_per_todo():
     for mistake in MISTAKES:
         per_todo[mistake[1]] = per_todo.get(mistake[1], 0) + 1
     assert len(per_todo) == 11 and min(per_todo.values()) >= 2, per_todo
+
+
+@pytest.mark.parametrize("target, old, new, block", [
+    ("labkit.models.efficient_unet:DepthwiseSeparableConv.forward", "return self.pointwise(self.depthwise(x))",
+     "out = self.pointwise(self.depthwise(x))\n        return out + x if out.shape == x.shape else out",
+     "DepthwiseSeparableConv (inc.1)"),
+    ("labkit.models.efficient_unet:ECA.forward", "self.scale.mul(x, gate.expand_as(x))", "x * gate",
+     "ECA (downs.0.attention)")])
+def test_the_int8_conversion_check_names_the_block_with_a_float_op(monkeypatch, target, old, new, block):
+    """A MobileNet-style residual or a plain product trains in float and dies in INT8: found before training."""
+    apply_mistake(monkeypatch, target, old, new)
+    report = io.StringIO()
+    assert run_lab("05", out=report) == 1
+    line = next(line for line in report.getvalue().splitlines() if line.startswith("FAIL INT8 conversion"))
+    assert block in line and "FloatFunctional" in line, line
+    assert "QuantizedCPU" not in line and "empty_strided" not in line

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
@@ -25,7 +26,7 @@ FLOAT_OP_IN_INT8 = ("{where} does arithmetic with + , * or torch.cat on quantize
                     "FloatFunctional for each (self.add = FloatFunctional() in __init__, then self.add.add(a, b), "
                     ".mul(a, b) or .cat([a, b], dim=1) in forward)")
 INT8_ADVICE = {
-    r"QuantizedCPU|quantized::|Could not run 'aten::": FLOAT_OP_IN_INT8,
+    r"QuantizedCPU|quantized::|Could not run 'aten::|not supported on quantized tensors": FLOAT_OP_IN_INT8,
     r"fuse|Fus": "fuse_model() must fuse every Conv-BN(-ReLU) before prepare_qat",
 }
 
@@ -116,6 +117,7 @@ def check_int8_conversion() -> bool:
     from labkit.quant.qat import convert_to_int8, prepare_qat, quiet_quantization_warnings
 
     where: list[str] = []
+    warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
     with translated_errors("INT8 conversion", doing="while building EfficientUNet-4"):
         model = build_small_efficient_unet()
     try:
