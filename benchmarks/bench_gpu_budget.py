@@ -27,7 +27,6 @@ import argparse
 import ast
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ import torch  # noqa: E402
 from labkit.gpu_budget import COLAB_SESSION_MINUTES, T4, Phase, bound_by, estimate_minutes, image_cost  # noqa: E402
 from labkit.tables import format_table  # noqa: E402
 from labkit.tools.readme_table import replace_marked_section  # noqa: E402
+from labkit.tools.runner import cpu_model  # noqa: E402
 
 MARKERS = ("<!-- gpu-budget:begin -->", "<!-- gpu-budget:end -->")
 RESULTS = REPO_ROOT / "benchmarks" / "rows" / "gpu_budget.jsonl"
@@ -139,7 +139,7 @@ def measure(spec: PhaseSpec, *, batch: int, steps: int) -> dict:
 
     train, valid = (_fastest_seconds(step, steps) / batch for step in (train_step, valid_step))
     return {"phase": spec.name, "train_s_per_image": float(f"{train:.4g}"), "valid_s_per_image": float(f"{valid:.4g}"),
-            "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "batch": batch, "steps": steps, "threads": torch.get_num_threads(), "cpu": cpu_model(),
             "load": round(os.getloadavg()[0], 1), "torch": torch.__version__, "date": date.today().isoformat()}
 
 
@@ -194,15 +194,6 @@ def table(rows: list[dict]) -> str:
                "CPU s/image here (measured)", "CPU hours here (extrapolated)"]
     return header + "\n\n" + format_table(lines, columns=columns, digits=2)
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_rows(path: Path) -> list[dict]:

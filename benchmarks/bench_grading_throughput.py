@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from labkit.grading.batch import grade_folder, not_graded  # noqa: E402
 from labkit.io import save_state_dict  # noqa: E402
 from labkit.tables import format_table  # noqa: E402
 from labkit.tools.readme_table import replace_marked_section  # noqa: E402
+from labkit.tools.runner import cpu_model  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
 DATA = SHARED / "data"
@@ -107,27 +107,18 @@ def measure(task: str, jobs: int, files: int) -> dict:
         raise SystemExit(f"{task}: {len(failed)} file(s) not graded: {failed[0]}")
     return {"task": task, "jobs": jobs, "files": files, "seconds": round(seconds, 1),
             "files_per_minute": round(60 * files / seconds, 2), "seconds_per_file": round(seconds / files, 1),
-            "cpu": _cpu_name(), "cores": os.cpu_count(),
+            "cpu": cpu_model(), "cores": os.cpu_count(),
             "torch": torch.__version__, "bubblewrap": shutil.which("bwrap") is not None, "date": date.today().isoformat()}
 
 
 def table(rows: list[dict]) -> str:
     first = rows[0]
-    header = (f"{first['date']}, {_cpu_name()}, {first['cores']} cores, torch {first['torch']}; "
+    header = (f"{first['date']}, {cpu_model()}, {first['cores']} cores, torch {first['torch']}; "
               f"{first['files']} files per task and setting; made by `python benchmarks/bench_grading_throughput.py`.")
     shown = [{key: row[key] for key in ("task", "jobs", "files", "seconds", "seconds_per_file", "files_per_minute")}
              for row in rows]
     return header + "\n\n" + format_table(shown, digits=3)
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:

@@ -83,3 +83,13 @@ def hanging_checks_dir(tmp_path, script="check_segmentation.py"):
         runpy.run_path({str(real)!r}, run_name="__main__")
     """))
     return folder
+
+
+def load_check_module(script: str = "check_efficient.py"):
+    """A ``checks/`` script imported as a module (its functions, without running ``main``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem, REPO_ROOT / "checks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

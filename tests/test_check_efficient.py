@@ -1,5 +1,4 @@
 """checks/check_efficient.py: course-style lines, FP32 and INT8 files, goals, exit codes, --json."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,17 +15,14 @@ from labkit.models.unet import UNet
 from labkit.grading.tasks import fom
 from labkit.profile import count_macs
 from labkit.quant import qat
+from tests.helpers import load_check_module
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK = REPO / "checks" / "check_efficient.py"
 SIZE = ["32", "64"]
 
-
 def load_check():
-    spec = importlib.util.spec_from_file_location("check_efficient", CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_check_module("check_efficient.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 Each hand-in is labkit's own network.py for a tiny model (network_template), edited the way a student
 gets it wrong. The check runs in this process; the student's code runs in the sandbox, as always.
 """
-import importlib.util
 import json
 import shutil
 
@@ -15,17 +14,13 @@ from labkit.grading.network_template import write_network
 from labkit.io import save_state_dict
 from labkit.models.efficient_unet import EfficientUNet
 from labkit.models.unet import UNet
-from labkit.paths import REPO_ROOT
 from labkit.quant import qat
+from tests.helpers import load_check_module
 
 RAW = ("Facebook", "QuantizedCPU", "is only available for these backends", "Error(s) in loading state_dict")
 
-
 def load_check():
-    spec = importlib.util.spec_from_file_location("check_efficient", REPO_ROOT / "checks" / "check_efficient.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_check_module("check_efficient.py")
 
 
 @pytest.fixture(scope="module")
