@@ -43,7 +43,7 @@ class Agreement:
     why: str
 
 
-# The cpu column is what every SMOKE notebook run holds the check to (make test). The cuda and other
+# The cpu column is what every SMOKE notebook run holds the check to (the kit's notebook tests). The cuda and other
 # columns are reasoned bounds, not measured: no GPU has run these notebooks yet.
 _FLOAT_SCORE = ("a mean of float scores: the notebook's code and the grader's (labkit.grading.reference) round "
                 "differently (1e-6); on CUDA or across devices other kernels round logits differently, and the "
