@@ -2,7 +2,7 @@
 
     python checks/check_efficient.py --task 1|2 --path model_task1.pth [--data data/cityscapes]
     python checks/check_efficient.py --task 2 MODEL_PATH DATA_PATH   (the course's positional form)
-        [--split val] [--image-size 256 512] [--batch-size 8] [--device auto] [--json]
+        [--split val] [--image-size 256 512] [--batch-size 8] [--device auto] [--json] [--sandbox-gpu]
 
 Task 1: goal mIoU >= 0.72 on the validation split; labkit's reference network is ``UNet(classes=8)``.
 Task 2: labkit's reference network is ``EfficientUNet(classes=8)``, FP32 or INT8 (told apart by the file's keys); goal
@@ -209,8 +209,8 @@ def evaluate_network(args, network: Path, *, beside: bool) -> CheckResult:
     """The student's network.py in the sandbox: MACs/size from there, mIoU computed in this process."""
     smoke = evaluation_size(args, network)
     loader = city_batches(args)  # a dataset problem is found before the student's code starts
-    with sandboxed_network(network, args.path, data=args.data, memory=args.memory,
-                           input_size=COURSE_INPUT) as model:
+    with sandboxed_network(network, args.path, data=args.data, memory=args.memory, input_size=COURSE_INPUT,
+                           images=len(loader.dataset), image_size=tuple(args.image_size), gpu=args.sandbox_gpu) as model:
         scores, notes = score(model, loader, "cpu")
     result = model.result
     found = f"{NETWORK_FOLDERS[args.task]}/network.py beside the weights" if beside else f"--network {network}"

@@ -2,7 +2,7 @@
 
     python checks/check_segmentation.py --path saved_models/unet.pth [--model unet|resnet34_unet]
         [--network network/network.py] [--data data/oxford-iiit-pet] [--image-size 256]
-        [--batch-size 8] [--device auto] [--memory 6G] [--json]
+        [--batch-size 8] [--device auto] [--memory 6G] [--json] [--sandbox-gpu]
 
 With ``--network`` the student's own ``network.py`` (``load_model(path)`` returns the model) is
 imported in a sandbox (labkit.grading.sandbox: no network, dataset hidden, limits) and only its
@@ -69,7 +69,8 @@ def evaluate_network(args) -> CheckResult:
     notes: list[str] = []
     loader = pets_test_batches(args)  # a dataset problem is found before the student's code starts
     with sandboxed_network(args.network, args.path, data=args.data, memory=args.memory,
-                           input_size=(1, 3, args.image_size, args.image_size)) as model:
+                           input_size=(1, 3, args.image_size, args.image_size), images=len(loader.dataset),
+                           gpu=args.sandbox_gpu) as model:
         dice = evaluate_segmentation(model, loader, device="cpu")["dice"]
     result = verdict(dice, f"your network.py ({args.network})", loader.dataset, args, notes,
                      {"sandbox": model.result.to_dict()})

@@ -166,7 +166,7 @@ def versions() -> dict:
 
 
 def common_parser(description: str, *, batch_size: int | None = None) -> argparse.ArgumentParser:
-    """``--path``, ``--data``, ``--device``, ``--memory``, ``--json``: the arguments every check takes.
+    """``--path``, ``--data``, ``--device``, ``--memory``, ``--json``, ``--sandbox-gpu``: every check's arguments.
 
     ``batch_size``: also take ``--batch-size`` with this default. A notebook passes the batch size
     (and device) it measured with, so that the check evaluates the same way and the two agree
@@ -188,6 +188,9 @@ def common_parser(description: str, *, batch_size: int | None = None) -> argpars
     parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
                         help="address-space cap for this check, e.g. 6G (torch alone reserves ~3.1 GiB)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--sandbox-gpu", action="store_true",
+                        help="a student's network.py (--network) may use CUDA: the sandbox binds the NVIDIA device "
+                             "nodes read-write, nothing else (default: CPU only); checks without --network ignore it")
     return parser
 
 

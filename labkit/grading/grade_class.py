@@ -14,7 +14,9 @@ One run, in order:
    ``student_id`` group); the latest file per (student, artifact) is graded, the others are listed as
    ``superseded``. Zips are unpacked into ``<out>.files/`` beside the CSV (replaced on every run).
 2. **Checks** (:mod:`labkit.grading.batch`): one check process per file, ``--jobs`` at a time, each
-   under ``--memory`` and ``--timeout``. A file already graded with the same sha256, labkit version,
+   under ``--memory`` and ``--timeout`` (default: from the task's test set and the threads per check,
+   :func:`~labkit.grading.sandbox_budget.grade_timeout`; ``--sandbox-gpu``: Lab 05's network.py may use
+   CUDA in the sandbox). A file already graded with the same sha256, labkit version,
    task, check arguments, check scripts and dataset is not graded again
    (:mod:`labkit.grading.result_store`, ``<out>.store.jsonl``; ``--force`` re-grades everything);
    an interrupted run resumes where it stopped.
@@ -47,6 +49,7 @@ from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, parse_memory
 from labkit.grading.policy import Policy
 from labkit.download import sha256sum
 from labkit.grading.result_store import ResultStore, grading_key, setup_fingerprint
+from labkit.grading.sandbox_budget import grade_timeout
 from labkit.grading.tasks import TASKS
 from labkit.paths import CHECKS_DIR
 from labkit.version import __version__
@@ -128,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="dataset root passed to the check")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=1, help="checks run at the same time")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per submission")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per submission (default: from the task's test set and the threads per check, "
+                             "labkit.grading.sandbox_budget.grade_timeout; printed)")
+    parser.add_argument("--sandbox-gpu", action="store_true",
+                        help="students' network.py (Lab 05) may use CUDA in the sandbox: the NVIDIA device nodes "
+                             "are bound read-write, nothing else (default: CPU only)")
     parser.add_argument("--memory", default=f"{DEFAULT_MEMORY_BYTES // GiB}G",
                         help="address-space cap of each check process, e.g. 6G")
     parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="per-file CSV (JSON beside it)")
@@ -189,10 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     fault = probe_grading_device(args.device)
+    if fault is None and args.sandbox_gpu and args.device != "cuda":
+        fault = probe_grading_device("cuda")   # the sandbox's GPU is the grader's too: proven before any check
     if fault is not None:  # said once, before any check runs; no submission is marked
         print(f"error: {describe(fault)}", file=sys.stderr)
         return EXIT_DEVICE
-    check_arguments = ["--device", args.device] + (["--data", args.data] if args.data else [])
+    check_arguments = (["--device", args.device] + (["--data", args.data] if args.data else [])
+                       + (["--sandbox-gpu"] if args.sandbox_gpu else []))
+    if args.timeout is None:
+        threads = threads_per_check(args.jobs)
+        args.timeout = grade_timeout(args.task, threads=threads)
+        print(f"timeout per submission: {args.timeout:g} s (from the {args.task} test set at {threads} thread(s) "
+              "per check: labkit.grading.sandbox_budget; --timeout to change it)")
     rows = grade_class(args.source, args.task, out=args.out, check_arguments=check_arguments, data=args.data,
                        jobs=args.jobs, timeout=args.timeout, memory_bytes=inputs["memory"],
                        checks_dir=args.checks_dir, id_pattern=args.id_pattern, force=args.force)

@@ -52,6 +52,7 @@ from labkit.download import sha256sum
 from labkit.grading.contract import EXIT_ENVIRONMENT, EXIT_INVALID
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, MiB, EnvironmentProblem, FileRefused, _mib
 from labkit.grading.network_faults import clean, explain
+from labkit.grading.sandbox_budget import gpu_device_args
 from labkit.grading.sandbox_child import DETAIL_CHARS
 
 TRUST_BOUNDARY = (
@@ -67,9 +68,10 @@ SANDBOX_ROOT_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"
 
 @dataclass
 class SandboxConfig:
-    """Limits of one sandboxed run; defaults suit one Cityscapes model on a CPU grader."""
-    memory_bytes: int = DEFAULT_MEMORY_BYTES   # address space; torch alone reserves ~3.1 GiB
-    cpu_seconds: int = 1800
+    """Limits of one sandboxed run. The defaults are the floors: a check sizes threads, CPU seconds, wall
+    clock and processes to its test set and cores (:mod:`labkit.grading.sandbox_budget`)."""
+    memory_bytes: int = DEFAULT_MEMORY_BYTES   # address space; torch alone reserves ~3.1 GiB; not with gpu
+    cpu_seconds: int = 1800                    # RLIMIT_CPU: all threads together
     timeout_s: float = 3600.0                  # wall clock for the whole run
     start_timeout_s: float = 300.0             # import + load_model + measuring
     max_processes: int = 64                    # tasks (threads count) of the sandbox user
@@ -77,6 +79,7 @@ class SandboxConfig:
     scratch_bytes: int = 256 * MiB             # size of /scratch and of /tmp in the sandbox
     max_network_files: int = 200               # .py files copied from network.py's folder
     threads: int = 1
+    gpu: bool = False                          # --sandbox-gpu: NVIDIA device nodes bound, the child uses CUDA
     sandbox_uid: int = 65534                   # uid the child runs as when the grader is root
     hide: tuple = ()                           # paths masked inside the sandbox even if under a bound folder
     isolation: str = "auto"                    # "auto", "bubblewrap" (required) or "limits-only"
@@ -201,7 +204,9 @@ def _stage(network: Path, model_path: Path, config: SandboxConfig) -> tuple[Path
 
 def _preexec(config: SandboxConfig, nproc_outside: int | None):
     def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
+        # CUDA reserves far more address space than it uses: with gpu no cap, not even the check's own soft one
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard) if config.gpu else (config.memory_bytes,) * 2)
         resource.setrlimit(resource.RLIMIT_CPU, (config.cpu_seconds, config.cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_FSIZE, (config.max_file_bytes, config.max_file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -262,7 +267,8 @@ class SandboxedModel:
         self.staging, network, model = _stage(self.network, self.model_path, self.config)
         self.log_path = self.staging / "child.log"
         child_config = {"network": str(network), "model": str(model), "input_size": list(self.input_size),
-                        "threads": self.config.threads, "max_processes": self.config.max_processes}
+                        "threads": self.config.threads, "max_processes": self.config.max_processes,
+                        "device": "cuda" if self.config.gpu else "cpu"}
         request_read, self.request_fd = os.pipe()
         self.answer_fd, answer_write = os.pipe()
         child_config.update(request_fd=request_read, answer_fd=answer_write)
@@ -370,6 +376,9 @@ class SandboxedModel:
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LABKIT_SANDBOX": "1",
                "CUDA_VISIBLE_DEVICES": "", "NO_ALBUMENTATIONS_UPDATE": "1",
                "PYTHONPATH": str(Path(labkit.__file__).resolve().parent.parent)}
+        if self.config.gpu:   # the grader's own choice of GPUs, if it made one
+            env.pop("CUDA_VISIBLE_DEVICES")
+            env.update({k: v for k, v in os.environ.items() if k == "CUDA_VISIBLE_DEVICES" and v})
         return env
 
     def _command(self, isolation: str, child_config: dict, network: Path, model: Path):
@@ -397,6 +406,8 @@ class SandboxedModel:
         args += ["--ro-bind", str(submission), "/submission",
                  "--size", str(self.config.scratch_bytes), "--perms", "1777", "--tmpfs", "/scratch",
                  "--proc", "/proc", "--dev", "/dev", "--chdir", "/submission"]
+        if self.config.gpu:   # the NVIDIA device nodes, read-write; nothing else
+            args += gpu_device_args()
         for path in self.config.hide:
             path = os.path.realpath(path)
             args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind-try", "/dev/null", path]
@@ -465,7 +476,9 @@ class SandboxedModel:
             stage = {"import": "importing network.py", "load_model": "load_model(path)",
                      "measure": "counting MACs/size (one forward pass)", "forward": "the forward pass"}
             message = str(header.get("message", ""))[:300]
-            if message == "out of memory":
+            if header.get("stage") == "device":   # CUDA unusable in the sandbox: the grader's machine
+                self._fail(EXIT_ENVIRONMENT, f"--sandbox-gpu: CUDA does not work in the sandbox: {message}")
+            elif message == "out of memory":
                 self._fail(EXIT_INVALID, f"your network ran out of memory in {stage.get(header.get('stage'), 'it')} "
                                          f"(the cap is {_mib(self.config.memory_bytes)} of address space)")
             elif message == "file too large":

@@ -106,6 +106,13 @@ def main(config: dict) -> int:
     from labkit.profile import count_macs, count_params, is_quantized, model_size_bytes
     from labkit.grading.network_faults import LABKIT_IMPORT_RULE, QUANTIZED_OUTPUT
     torch.set_num_threads(int(config.get("threads", 1)))
+    device = config.get("device", "cpu")
+    if device == "cuda":   # --sandbox-gpu: proven before any student code runs; a failure is the grader's
+        try:
+            torch.ones(1, device="cuda").add_(1).cpu()
+        except BaseException as error:  # noqa: BLE001
+            send(answers, {"op": "error", "stage": "device", "message": _short(error), "detail": str(error)[:2000]})
+            return 1
     trusted = (count_macs, count_params, is_quantized, model_size_bytes, profile._layer_macs,
                torch.nn.Module.__call__, torch.nn.Module._call_impl, torch.nn.Module.register_forward_hook,
                flop_counter.FlopCounterMode.__enter__, flop_counter.FlopCounterMode.__exit__,
@@ -137,6 +144,8 @@ def main(config: dict) -> int:
             quantized = is_quantized(model)
         tampered = (_fingerprint(trusted) != before
                     or any(getattr(profile, n) is not f for n, f in zip(names, trusted)))
+        if device == "cuda" and not quantized:   # torch.ao INT8 kernels run on the CPU only
+            model.to(device)
         send(answers, {"op": "ready", "macs": int(macs), "size_bytes": int(size), "params": int(params),
                          "quantized": bool(quantized), "tampered": bool(tampered)})
     except BaseException as error:  # noqa: BLE001 - report any failure of student code to the parent
@@ -155,6 +164,8 @@ def main(config: dict) -> int:
         try:
             shape = tuple(int(n) for n in header["shape"])
             batch = torch.frombuffer(bytearray(payload), dtype=torch.float32).reshape(shape)
+            if device == "cuda" and not quantized:
+                batch = batch.to(device)
             with torch.no_grad():
                 output = model(batch)
             if isinstance(output, (tuple, list)):

@@ -24,6 +24,7 @@ from torch import nn
 from labkit.grading.contract import EXIT_INVALID
 from labkit.grading.limits import DEFAULT_MEMORY_BYTES, EnvironmentProblem, FileRefused, parse_memory
 from labkit.grading.sandbox import SandboxConfig, SandboxedModel
+from labkit.grading.sandbox_budget import cpu_seconds_for, max_processes_for, threads_available, wall_seconds_for
 
 
 class SandboxedNetwork(nn.Module):
@@ -91,18 +92,38 @@ def _raise_for(result) -> None:
         raise EnvironmentProblem(f"the sandbox failed: {result.message}")
 
 
+def sandbox_config(*, images: int, image_size, threads: int | None = None, gpu: bool = False,
+                   **fields) -> SandboxConfig:
+    """A :class:`SandboxConfig` sized for ``images`` images of ``image_size`` (H, W) on ``threads``
+    threads (default: the check's share, :func:`~labkit.grading.sandbox_budget.threads_available`).
+
+    Example:
+        >>> config = sandbox_config(images=500, image_size=(256, 512), threads=4)
+        >>> config.threads, config.cpu_seconds, config.timeout_s, config.max_processes, config.gpu
+        (4, 8120, 4060, 64, False)
+    """
+    threads = threads or threads_available()
+    return SandboxConfig(threads=threads, cpu_seconds=cpu_seconds_for(images, image_size),
+                         timeout_s=wall_seconds_for(images, image_size, threads=threads),
+                         max_processes=max_processes_for(threads), gpu=gpu, **fields)
+
+
 @contextmanager
 def sandboxed_network(network, model_path, *, input_size=(1, 3, 256, 512), data=None,
-                      memory=DEFAULT_MEMORY_BYTES, isolation: str = "auto"):
+                      memory=DEFAULT_MEMORY_BYTES, isolation: str = "auto", images: int = 500,
+                      image_size=None, threads: int | None = None, gpu: bool = False):
     """Start the student's ``network.py`` + weights in the sandbox; yields a :class:`SandboxedNetwork`.
 
     ``data`` (the dataset folder) is hidden from the student's code; ``memory`` ("6G" or bytes) is
-    the sandbox's address-space cap. A student's failure (import error, wrong ``load_model``,
-    tampering) raises ``FileRefused`` (exit 2); a sandbox that cannot start, ``EnvironmentProblem``
-    (exit 3).
+    the sandbox's address-space cap (not applied with ``gpu``: CUDA reserves more than it uses).
+    ``images`` of ``image_size`` (default: ``input_size``'s) size the CPU-time limit and the wall
+    clock, ``threads`` the threads (:func:`sandbox_config`); ``gpu`` (``--sandbox-gpu``) binds the
+    NVIDIA device nodes and the student's model runs on CUDA. A student's failure (import error,
+    wrong ``load_model``, tampering) raises ``FileRefused`` (exit 2); a sandbox that cannot start or
+    a GPU that does not work in it, ``EnvironmentProblem`` (exit 3).
     """
-    config = SandboxConfig(memory_bytes=parse_memory(memory), isolation=isolation,
-                           hide=(str(data),) if data else ())
+    config = sandbox_config(images=images, image_size=tuple(image_size or input_size[2:]), threads=threads, gpu=gpu,
+                            memory_bytes=parse_memory(memory), isolation=isolation, hide=(str(data),) if data else ())
     with SandboxedModel(network, model_path, input_size=input_size, config=config) as sandboxed:
         _raise_for(sandboxed.result)
         yield SandboxedNetwork(sandboxed)
