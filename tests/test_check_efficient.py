@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHECK = REPO / "checks" / "check_efficient.py"
 SIZE = ["32", "64"]
 
+
 def load_check():
     return load_check_module("check_efficient.py")
 
