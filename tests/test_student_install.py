@@ -28,8 +28,9 @@ from labkit.tools.colab import colab_cell
 def test_pyproject_lists_every_labkit_package_folder():
     """An explicit package list (no setuptools discovery warning) must not forget a new subpackage."""
     listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {".".join(path.parent.relative_to(REPO_ROOT).parts)
-               for path in (REPO_ROOT / "labkit").rglob("*.py") if "__pycache__" not in path.parts}
+    folders = {".".join(path.parent.relative_to(REPO_ROOT).parts)  # code folders and shipped data folders
+               for path in (REPO_ROOT / "labkit").rglob("*") if path.is_file() and "__pycache__" not in path.parts
+               and path.suffix in (".py", ".npz")}
     assert folders - listed == set(), f"add {sorted(folders - listed)} to [tool.setuptools] packages"
     assert listed - folders == set(), f"{sorted(listed - folders)} listed but not in labkit/"
 
