@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import torch
 
@@ -117,7 +116,6 @@ def check_int8_conversion() -> bool:
     from labkit.quant.qat import convert_to_int8, prepare_qat, quiet_quantization_warnings
 
     where: list[str] = []
-    warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
     with translated_errors("INT8 conversion", doing="while building EfficientUNet-4"):
         model = build_small_efficient_unet()
     try:
