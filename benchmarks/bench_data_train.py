@@ -21,7 +21,7 @@ the time goes: the data path alone, the training step alone (same pre-loaded bat
 sides: the ratio should be ~1.0) and the two together (the benchmark).
 
 Run:
-    python benchmarks/bench_data_train.py              # about 1-2 minutes on 2 CPU cores
+    python benchmarks/bench_data_train.py              # the defaults (benchmarks/README.md: measured rows)
     python benchmarks/bench_data_train.py --rounds 5 --images 128
 """
 from __future__ import annotations

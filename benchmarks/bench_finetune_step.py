@@ -4,7 +4,7 @@ Lab 03's recipe spends its budget in fine-tuning steps (SGD, batch of augmented 
 ResNet-20 with pruning masks attached). Each variant below runs the same number of steps from the
 same weights on the same real images; rounds alternate between variants (A B C, C B A, ...) so
 outside load hits them alike, and the table shows the median round's images/s and its ratio to the
-first row (labkit's loop as ``labkit.prune.fine_tune`` runs it).
+first row (labkit's loop as ``labkit.prune.magnitude.fine_tune`` runs it).
 
 Variants (``--variants`` picks some):
 
@@ -20,7 +20,7 @@ Variants (``--variants`` picks some):
 - ``bf16``: ``batched-data`` plus bfloat16 autocast (changes the numerics: fast only on CPUs with
   native bfloat16, e.g. AVX512-BF16 or AMX; a recipe that uses it must show the same accuracy).
 
-Run (about 3 minutes on 2 idle cores; ``--readme`` writes the table into benchmarks/README.md):
+Run alone on the machine (``--readme`` writes the table into benchmarks/README.md):
     python benchmarks/bench_finetune_step.py --data ../shared/data/cifar10-real --readme benchmarks/README.md
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from labkit.data import cifar10
 from labkit.models.resnet20 import resnet20
-from labkit.prune import prune_to
+from labkit.prune.magnitude import prune_to
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 

@@ -1,7 +1,7 @@
 """The FULL GPU recipes of notebooks 01, 02 and 05: estimated T4 minutes, and their speed measured here on the CPU.
 
-For every training phase of every ``FULL_GPU`` recipe (read from the notebooks' config cells, so the
-table follows the notebooks):
+For every training phase of every GPU recipe (the GPU columns of ``labkit.recipes``, the tables the
+notebooks pick from, so the table follows the notebooks):
 
 - **T4 minutes, ESTIMATED** by :mod:`labkit.gpu_budget` (MACs and activations per image, the T4's
   datasheet peaks, 10-15 % utilisation after NVIDIA's published ResNet-50 T4 throughput). No GPU
@@ -18,13 +18,12 @@ The rows go to ``--results`` (JSON lines, one per phase and run); ``--readme`` r
 between ``<!-- gpu-budget:begin/end -->`` in that file from the latest row of each phase.
 
 Run:
-    python benchmarks/bench_gpu_budget.py --readme README.md              # measure (~3 min), then the table
+    python benchmarks/bench_gpu_budget.py --readme README.md              # measure, then the table
     python benchmarks/bench_gpu_budget.py --table-only --readme README.md # the table from the stored rows
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import subprocess
@@ -72,16 +71,10 @@ class PhaseSpec:
         return Phase(self.name, macs, activations, *self.images, self.epochs, self.batch_size, self.precision)
 
 
-def notebook_recipe(number: str, name: str = "FULL_GPU") -> dict:
-    """The ``name = dict(...)`` literal of notebook ``number``'s code cells, as a dict."""
-    cells = json.loads((REPO_ROOT / "notebooks" / NOTEBOOKS[number]).read_text())["cells"]
-    for cell in cells:
-        if cell["cell_type"] != "code" or f"{name} = dict(" not in "".join(cell["source"]):
-            continue
-        for node in ast.walk(ast.parse("".join(cell["source"]))):
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
-                return {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.value.keywords}
-    raise LookupError(f"no {name} = dict(...) in notebook {number}")
+def notebook_recipe(number: str, column: str = "GPU") -> dict:
+    """Recipe ``column`` of lab ``number``'s table (``labkit.recipes``), as a dict."""
+    from labkit import recipes
+    return recipes.table(number).recipe(column)
 
 
 def recipe_phases(number: str, config: dict) -> list[PhaseSpec]:
@@ -144,7 +137,7 @@ def measure(spec: PhaseSpec, *, batch: int, steps: int) -> dict:
 
 
 def measure_in_child(number: str, index: int, *, batch: int, steps: int) -> dict:
-    """:func:`measure` of phase ``index`` of notebook ``number``'s FULL_GPU recipe, in a new process."""
+    """:func:`measure` of phase ``index`` of notebook ``number``'s GPU recipe, in a new process."""
     command = [sys.executable, __file__, "--measure-one", number, str(index), "--batch", str(batch),
                "--steps", str(steps)]
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -163,7 +156,7 @@ def _fastest_seconds(step: Callable[[], None], steps: int) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    """The README's table: every phase of every FULL_GPU recipe, its T4 estimate and its measured CPU speed."""
+    """The README's table: every phase of every GPU recipe, its T4 estimate and its measured CPU speed."""
     latest = {row["phase"]: row for row in rows}
     lines, measured = [], []
     for number in NOTEBOOKS:

@@ -1,10 +1,14 @@
 """Notebook 01's CPU recipe and variants of it on the real Pets images: validation Dice and minutes.
 
-Trains ``UNet(base_channels, depth)`` exactly as notebook 01 does on a CPU (``BCEDiceLoss``,
-AdamW, ``labkit.train.fit`` choosing the best epoch on the ``valid`` split, seed ``--seed`` (0), cached images,
-``pets.train_transform`` with the zoom range ``--scale``) and changes one setting per run from the
-command line. The defaults are the baseline every row is compared with, notebook 01's first
-``FULL_CPU`` recipe: 60 epochs, batch 16, 128 px, base 16, depth 4, AdamW 3e-3 with weight decay 1e-4,
+Trains ``UNet(base_channels, depth)`` with notebook 01's training code on a CPU: the same cached
+images and loaders (shuffled, drop_last, no workers), ``pets.train_transform`` with the zoom range
+``--scale``, ``BCEDiceLoss(lovasz_weight=--lovasz)``, AdamW with weight decay, the one-cycle schedule
+stepped per batch, and ``labkit.train.fit`` (channels_last, ``cpu_bfloat16=--bf16``,
+``ema_decay=--ema``) choosing the best epoch on the ``valid`` split; it changes one setting per run
+from the command line. Where it differs from the notebook: the initial weights (seeded with ``--seed``,
+0, right before the model is built, where the notebook's self-checks draw random numbers first), no
+checkpoints, and no test evaluation. The defaults are the baseline every row is compared with, notebook 01's first CPU
+recipe (the ``"CPU"`` column of lab 01's table in ``labkit.recipes``): 60 epochs, batch 16, 128 px, base 16, depth 4, AdamW 3e-3 with weight decay 1e-4,
 one-cycle schedule, zoom 0.25, float32, BCE + soft Dice. The notebook's recipe now, on a CPU with
 bfloat16 units, is ``--bf16 --epochs 100 --lovasz 0.5 --ema 0.99`` (the rows that chose it are in
 benchmarks/README.md). Rows written before an option existed are read with its default.
@@ -16,7 +20,7 @@ markers from all rows there. ``minutes``: training passes only, as the notebook'
 Time each run alone: two jobs on two cores slow each other.
 
 Run:
-    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the baseline, 8-9 min
+    python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the baseline (minutes: its row 1)
     python benchmarks/bench_pets_recipes.py --image-size 160 --epochs 45
     python benchmarks/bench_pets_recipes.py --bf16 --epochs 100 --lovasz 0.5 --ema 0.99  # notebook 01 now
     python benchmarks/bench_pets_recipes.py --fixture --epochs 2 --results /tmp/rows.jsonl  # smoke test
@@ -35,7 +39,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from labkit.compare import make_scheduler
 from labkit.data import pets
 from labkit.device import seed_everything
 from labkit.evaluate import evaluate_segmentation
@@ -43,7 +46,7 @@ from labkit.losses import BCEDiceLoss
 from labkit.models.unet import UNet
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from labkit.train import fit
+from labkit.train import fit, make_scheduler
 
 MARKERS = ("<!-- pets-recipes:begin -->", "<!-- pets-recipes:end -->")
 COLUMNS = ("epochs", "batch_size", "image_size", "base_channels", "depth", "lr", "weight_decay", "scale",

@@ -5,15 +5,16 @@ split minus the 5,000 validation images (``labkit.data.cifar10``, seed 0), and i
 the test split at the end; its drop is against the starting model's accuracy on that same test
 split. Recipes:
 
-- ``iterative``: ``labkit.prune.iterative_prune`` with ``CPU_RECIPE`` (the first build's schedule:
+- ``iterative``: ``labkit.prune.magnitude.iterative_prune`` with lab 03's ``"CPU (iterative)"`` recipe
+  (``labkit.recipes``; the first build's schedule:
   prune to 50, 70, 80, 85, 90 %, fine-tune 0.5-3 epochs after each, stop at the validation floor);
-- ``gradual``: ``labkit.gradual_prune.gradual_prune`` without distillation (cubic schedule over the
+- ``gradual``: ``labkit.prune.gradual.gradual_prune`` without distillation (cubic schedule over the
   first half of the steps, then fine-tuning at the final sparsity, one cosine learning rate);
-- ``gradual+kd``: the same with distillation from the dense starting model (``CPU_GRADUAL_RECIPE``).
+- ``gradual+kd``: the same with distillation from the dense starting model (lab 03's ``"CPU"`` recipe).
 
-``--epochs`` sets the gradual recipes' budget (default: ``CPU_GRADUAL_RECIPE``'s); ``--lr``,
+``--epochs`` sets the gradual recipes' budget (default: that recipe's); ``--lr``,
 ``--distill-alpha``, ``--prune-fraction`` and ``--ranking`` (``magnitude``: global ``|w|``; ``lamp``:
-layer-adaptive scores, ``labkit.prune.lamp_scores``) change one setting of theirs each, and every row
+layer-adaptive scores, ``labkit.prune.magnitude.lamp_scores``) change one setting of theirs each, and every row
 names the settings it ran with. Every run
 appends its row to ``--results`` (JSON lines), so runs of different budgets, made one after the
 other, end up in one table (``load``: the 5-minute load average at the end of the run; above the
@@ -39,13 +40,18 @@ import torch
 
 from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
-from labkit.gradual_prune import CPU_GRADUAL_RECIPE, gradual_prune
-from labkit.prune import CPU_RECIPE, RANKINGS, course_sparsity, iterative_prune
+from labkit import recipes
+from labkit.prune.gradual import gradual_prune
+from labkit.prune.magnitude import RANKINGS, course_sparsity, iterative_prune
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
 
 RECIPES = ("iterative", "gradual", "gradual+kd")
+# Lab 03's recipes (labkit.recipes): gradual_prune's settings of the "CPU" one, and the first build's schedule.
+GRADUAL_KEYS = ("final_sparsity", "epochs", "prune_fraction", "lr", "distill_alpha", "temperature", "ranking")
+CPU_GRADUAL = {key: recipes.table("03").recipe("CPU")[key] for key in GRADUAL_KEYS}
+CPU_ITERATIVE = recipes.table("03").recipe("CPU (iterative)")
 MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
 
 
@@ -53,21 +59,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, results="runs/bench_prune_recipes/rows.jsonl")
     parser.add_argument("--recipes", default="gradual+kd", help="comma-separated, from " + ", ".join(RECIPES))
-    parser.add_argument("--epochs", type=float, default=CPU_GRADUAL_RECIPE["epochs"],
+    parser.add_argument("--epochs", type=float, default=CPU_GRADUAL["epochs"],
                         help="training epochs of the gradual recipes")
-    parser.add_argument("--lr", type=float, default=CPU_GRADUAL_RECIPE["lr"], help="gradual: peak learning rate")
-    parser.add_argument("--distill-alpha", type=float, default=CPU_GRADUAL_RECIPE["distill_alpha"],
+    parser.add_argument("--lr", type=float, default=CPU_GRADUAL["lr"], help="gradual: peak learning rate")
+    parser.add_argument("--distill-alpha", type=float, default=CPU_GRADUAL["distill_alpha"],
                         help="gradual+kd: weight of the distillation term")
-    parser.add_argument("--prune-fraction", type=float, default=CPU_GRADUAL_RECIPE["prune_fraction"],
+    parser.add_argument("--prune-fraction", type=float, default=CPU_GRADUAL["prune_fraction"],
                         help="gradual: share of the steps that raise the sparsity")
-    parser.add_argument("--ranking", choices=RANKINGS, default=CPU_GRADUAL_RECIPE["ranking"],
+    parser.add_argument("--ranking", choices=RANKINGS, default=CPU_GRADUAL["ranking"],
                         help="gradual: which weights go first (global |w| or LAMP scores)")
     return parser
 
 
 def gradual_settings(name: str, args) -> dict:
-    """``CPU_GRADUAL_RECIPE`` with the command line's epochs, lr, alpha, prune fraction and ranking."""
-    settings = {**CPU_GRADUAL_RECIPE, "epochs": args.epochs, "lr": args.lr, "distill_alpha": args.distill_alpha,
+    """``CPU_GRADUAL`` with the command line's epochs, lr, alpha, prune fraction and ranking."""
+    settings = {**CPU_GRADUAL, "epochs": args.epochs, "lr": args.lr, "distill_alpha": args.distill_alpha,
                 "prune_fraction": args.prune_fraction, "ranking": args.ranking}
     if name == "gradual":
         settings["distill_alpha"] = 0.0
@@ -79,8 +85,8 @@ def run_recipe(name: str, model, loaders, *, settings: dict) -> dict:
     minutes and final sparsity."""
     started = time.perf_counter()
     if name == "iterative":
-        rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_RECIPE["targets"],
-                                 epochs_per_round=CPU_RECIPE["epochs_per_round"], lr=CPU_RECIPE["lr"],
+        rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_ITERATIVE["targets"],
+                                 epochs_per_round=CPU_ITERATIVE["epochs_per_round"], lr=CPU_ITERATIVE["lr"],
                                  device="cpu", progress=False)
         spent = sum(row["epochs"] for row in rounds)
     else:

@@ -1,6 +1,6 @@
 """Measure the figures behind ``labkit.grading.similarity``'s thresholds on the real ResNet-20.
 
-    .venv/bin/python benchmarks/bench_similarity_threshold.py [--steps 100] [--data ../shared/data/cifar10-real]
+    .venv/bin/python benchmarks/bench_similarity_threshold.py [--steps 60] [--data ../shared/data/cifar10-real]
 
 Two "honest" students start from the shared reference (``../shared/models/resnet20_cifar10_45k.pt``)
 and fine-tune it on different shuffles of the real CIFAR-10 images (``--split``) (SGD momentum 0.9, lr 0.01,
@@ -16,15 +16,14 @@ import argparse
 import copy
 import platform
 import time
-from pathlib import Path
 
 import torch
 
-from labkit import prune
 from labkit.data.cifar10 import load_split, normalize
 from labkit.grading.similarity import _float_tensors, _zero_mask
 from labkit.models.resnet20 import resnet20
 from labkit.paths import REPO_ROOT
+from labkit.prune import magnitude
 
 
 def fine_tune(model, images, labels, *, steps, seed, batch=32, lr=0.01):
@@ -82,9 +81,9 @@ def main():
     for seed in (3, 4):
         model = copy.deepcopy(base)
         for target in (0.5, 0.9):  # the lab's iterative recipe, two rounds
-            prune.prune_to(model, target)
+            magnitude.prune_to(model, target)
             fine_tune(model, images, labels, steps=args.steps // 2, seed=seed * 10 + int(10 * target))
-        pruned.append({k: v.detach().clone() for k, v in prune.make_permanent(model).state_dict().items()})
+        pruned.append({k: v.detach().clone() for k, v in magnitude.make_permanent(model).state_dict().items()})
     rows = [("fine-tune: honest pair", honest[0], honest[1]), ("fine-tune: copy + noise", honest[0], noisy_copy(honest[0])),
             ("pruned 90%: honest pair", pruned[0], pruned[1]), ("pruned 90%: copy + noise", pruned[0], noisy_copy(pruned[0]))]
     print(f"# {args.steps} SGD steps per student, torch {torch.__version__}, {platform.processor() or platform.machine()}, "

@@ -5,7 +5,7 @@ Models, all from the same pretrained ResNet-20 (``--pretrained``):
 - ``dense``: the starting model;
 - ``unstructured``: a 90%-sparse file written by notebook 03 (``--unstructured``, default what
   ``make real`` wrote); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
-- ``channels R``: ``labkit.structured_prune.prune_channels_gradually`` removing the fraction ``R``
+- ``channels R``: ``labkit.prune.channels.prune_channels_gradually`` removing the fraction ``R``
   of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), ranked by ``--importance``,
   fine-tuned ``--epochs`` epochs with distillation on the training split minus the 5,000 validation images
   (``--seed``, default 0), or on every training image with ``--valid-size 0`` (the fine-tuning chooses
@@ -44,14 +44,17 @@ from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
 from labkit.models.resnet20 import load_pretrained
 from labkit.profile import compare_latency, count_macs
-from labkit.prune import course_sparsity, make_permanent, prune_to
-from labkit.structured_prune import (CPU_STRUCTURED_RECIPE, IMPORTANCE, channel_prune, prune_channels_gradually,
-                                     ratio_from_list, ratio_label)
+from labkit import recipes
+from labkit.prune.channels import IMPORTANCE, channel_prune, prune_channels_gradually, ratio_from_list, ratio_label
+from labkit.prune.magnitude import course_sparsity, make_permanent, prune_to
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
 from lab03_start import add_common_arguments, data_and_start_model
 
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+# Notebook 03's structured recipe on a CPU (labkit.recipes, lab 03's "structured" part), without its latency rounds.
+CPU_STRUCTURED = {key: value for key, value in recipes.table("03").recipe("CPU", "structured").items()
+                  if key != "latency_rounds"}
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
 COLUMNS = ("model", "epochs", "seed", "fine_tune_images", "importance", "minutes", "zeros", "macs_m", "params",
@@ -65,11 +68,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser, results="runs/bench_structured_prune/rows.jsonl")
     parser.add_argument("--unstructured", default="runs/real/03_pruning_cifar10/123_pruning.pt",
                         help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
-    parser.add_argument("--ratios", default=ratio_label(CPU_STRUCTURED_RECIPE["ratio"]),
+    parser.add_argument("--ratios", default=ratio_label(CPU_STRUCTURED["ratio"]),
                         help="comma-separated channel fractions: one for every stage (0.25) or one per stage, "
                              "stem with stage 1 (0.5/0/0)")
-    parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED_RECIPE["epochs"])
-    parser.add_argument("--importance", choices=sorted(IMPORTANCE), default=CPU_STRUCTURED_RECIPE["importance"],
+    parser.add_argument("--epochs", type=float, default=CPU_STRUCTURED["epochs"])
+    parser.add_argument("--importance", choices=sorted(IMPORTANCE), default=CPU_STRUCTURED["importance"],
                         help="how each group's channels are ranked before the weakest go")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning's batch order and augmentation")
     parser.add_argument("--valid-size", type=int, default=None,
@@ -175,7 +178,7 @@ def main(argv=None) -> None:
         train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True,
                                       seed=args.seed)
         started = time.perf_counter()
-        settings = {**CPU_STRUCTURED_RECIPE, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
+        settings = {**CPU_STRUCTURED, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
         prune_channels_gradually(model, train, valid, device="cpu", **settings)
         label = f"channels {ratio_label(ratio)}"
         models[label], minutes[label] = model, (time.perf_counter() - started) / 60

@@ -6,14 +6,13 @@ resume after a kill.
     python benchmarks/gpu_check_lib.py recipe 05 --data gpu_subset --device cuda --epochs 3 --out WORK/recipes/05
     python benchmarks/gpu_check_lib.py resume --data gpu_subset --device cuda --out WORK/resume
 
-The recipes are read from the notebooks' ``FULL_GPU`` dicts (parsed, never executed), so a recipe
-changed in a notebook is the recipe timed here. ``--smoke`` shrinks them (``SMOKE_SIZES``) so the
-same code runs on a CPU in seconds.
+The recipes are the GPU columns of the labs' recipe tables (``labkit.recipes``, the tables the
+notebooks pick from), so a recipe changed there is the recipe timed here. ``--smoke`` shrinks them
+(``SMOKE_SIZES``) so the same code runs on a CPU in seconds.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -85,23 +84,10 @@ def matmul_tflops(device: str, dtype, seconds: float = 0.5) -> float:
 
 # ----------------------------------------------------------------------------- the recipes
 
-def read_recipe(notebook: str, name: str = "FULL_GPU") -> dict:
-    """``name = dict(...)`` (and top-level ``name.update(...)``) from a notebook's code, as literals."""
-    recipe = None
-    for cell in json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]:
-        source = "".join(cell["source"])
-        if cell["cell_type"] != "code" or name not in source:
-            continue
-        for node in ast.parse(source).body:
-            call = getattr(node, "value", None)
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-                recipe = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-            elif (recipe is not None and isinstance(node, ast.Expr) and isinstance(call, ast.Call)
-                  and getattr(call.func, "attr", None) == "update" and getattr(call.func.value, "id", None) == name):
-                recipe.update({kw.arg: ast.literal_eval(kw.value) for kw in call.keywords})
-    if recipe is None:
-        raise LookupError(f"notebooks/{notebook}.ipynb assigns no {name} = dict(...)")
-    return recipe
+def read_recipe(notebook: str, column: str = "GPU") -> dict:
+    """Recipe ``column`` of notebook ``notebook``'s lab (``"01_unet_oxford_pet"`` -> lab 01), a fresh dict."""
+    from labkit import recipes
+    return recipes.table(notebook[:2]).recipe(column)
 
 
 def recipe_config(number: str, smoke: bool) -> dict:

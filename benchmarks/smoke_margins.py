@@ -20,7 +20,7 @@ benchmarks/README.md between its markers (rows of the newest CPU and torch build
 fine-tuning skipped), and every learning assertion should then fail (its rows go to
 ``<work>/broken.jsonl``, never to ``--rows``).
 
-Run (each notebook+test pass takes ~3.5 minutes on 2 cores; run it alone):
+Run (one notebook+test pass per seed and thread count; run it alone):
     python benchmarks/smoke_margins.py --seeds 0-9 --threads 1 2 --readme benchmarks/README.md
     python benchmarks/smoke_margins.py --seeds 0 --threads 2 --notebooks 03 --no-tests   # one pass
     python benchmarks/smoke_margins.py --table-only --readme benchmarks/README.md

@@ -9,7 +9,7 @@ then a specific hint. ``--data`` (default: ``data/cifar10`` in the repository) m
 ``weights_only=True, map_location="cpu"`` and loaded strictly into labkit's ResNet-20; accuracy is
 computed on the test set (batch 128 unless ``--batch-size``, no shuffling, the course's
 normalisation) and sparsity as zeros / total over every Conv2d and Linear weight, both by
-``labkit.grading.reference`` (never the student's labkit.prune or labkit.evaluate). Exit codes:
+``labkit.grading.reference`` (never the student's labkit.prune.magnitude or labkit.evaluate). Exit codes:
 0 passed, 1 below a goal, 2 invalid file, 3 dataset missing.
 """
 from __future__ import annotations

@@ -47,51 +47,13 @@ from labkit.device import describe_device, resolve_device
 from labkit.evaluate import evaluate_segmentation
 from labkit.losses import BCEDiceLoss
 from labkit.profile import count_params, macs_on_meta, reset_peak_memory
-from labkit.train import fit
+from labkit.train import fit, make_scheduler, seed_augmentations
 
 MAC_INPUT_SIZE = (1, 3, 256, 256)  # the comparison's MACs column (square, like the Pets labs)
 MACS_COLUMN = "GMACs @ 256x256"
 TABLE_COLUMNS = ("model", "params (M)", MACS_COLUMN, "valid Dice", "test Dice", "s/epoch",
                  "peak memory (MiB)", "epochs", "image size", "device")
 PLOTTED_COLUMNS = ("test Dice", "params (M)", MACS_COLUMN, "s/epoch", "peak memory (MiB)")
-
-
-def seed_augmentations(loader, seed: int) -> bool:
-    """Reseed the augmentations of ``loader.dataset.transform``; ``False`` if it has no own RNG.
-
-    albumentations keeps its own random generator, which ``seed_everything`` does not reach:
-    without this the second model of a comparison would continue the first one's stream and see
-    different augmentations.
-    """
-    transform = getattr(loader.dataset, "transform", None)
-    if not hasattr(transform, "set_random_seed"):
-        return False
-    transform.set_random_seed(seed)
-    return True
-
-
-SCHEDULES = ("cosine", "onecycle")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str = "cosine", *, epochs: int,
-                   lr: float, steps_per_epoch: int):
-    """``(scheduler, stepped_per_batch)`` for ``schedule`` in :data:`SCHEDULES` (see
-    :func:`train_and_measure`); pass both to :func:`labkit.train.fit`.
-
-    Example:
-        >>> optimizer = torch.optim.AdamW(nn.Linear(2, 1).parameters(), lr=3e-3)
-        >>> scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=2, lr=3e-3,
-        ...                                      steps_per_epoch=5)
-        >>> type(scheduler).__name__, per_step
-        ('OneCycleLR', True)
-    """
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), False
-    if schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=max(1, steps_per_epoch),
-            pct_start=0.2), True
-    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
 def _image_size(loader) -> str:
@@ -109,9 +71,10 @@ def train_and_measure(name: str, model: nn.Module, loaders: Mapping, *, epochs: 
     """Train ``model`` with the comparison's fixed recipe, then measure quality and cost.
 
     The recipe is the same for every call with the same arguments: AdamW(``lr``,
-    ``weight_decay``), the learning-rate ``schedule``, ``loss_fn`` (default BCE + soft Dice), and every RNG seeded with ``seed`` before the first epoch, the training
-    transform's own one included (see :func:`seed_augmentations`), so all models see the same
-    batches with the same augmentations. The best epoch by validation Dice is kept.
+    ``weight_decay``), the learning-rate ``schedule``, ``loss_fn`` (default BCE + soft Dice), and
+    every RNG seeded with ``seed`` before the first epoch, the training transform's own one included
+    (see :func:`labkit.train.seed_augmentations`), so all models see the same batches with the same
+    augmentations. The best epoch by validation Dice is kept.
 
     Args:
         name: the model's name in the table.
@@ -121,7 +84,8 @@ def train_and_measure(name: str, model: nn.Module, loaders: Mapping, *, epochs: 
         schedule: ``"cosine"``: ``lr`` decays to 0 over ``epochs`` (stepped once per epoch).
             ``"onecycle"``: ``OneCycleLR`` stepped every batch, warming up to the peak ``lr`` over
             the first 20 % of the steps, then annealing to ~0 (the CPU recipes: a high peak
-            learning rate trains a small network in few epochs).
+            learning rate trains a small network in few epochs). Built by
+            :func:`labkit.train.make_scheduler`, which also knows ``"step"``.
         checkpoint_dir, resume: as in :func:`labkit.train.fit`; use one folder per model.
         mac_input_size: input for the MAC count, (1, 3, 256, 256) by default.
 

@@ -14,6 +14,8 @@ Example:
     [1, 10, 100]
     >>> as_float_list("TARGETS", "[0.5, 0.7]")
     [0.5, 0.7]
+
+A notebook sets all its parameters on its recipe at once with :func:`apply_overrides`.
 """
 from __future__ import annotations
 
@@ -233,3 +235,83 @@ def as_workers(requested: int | None) -> int:
         print(f"note: {value} DataLoader workers requested but only {cores} core(s) are usable here; using {cores}")
         return cores
     return int(value)
+
+
+KINDS = {
+    "int": "one positive integer (EPOCHS, BATCH_SIZE, a width): as_int_list, exactly one item",
+    "ints": "a list of positive integers (CALIBRATION_SIZES): as_int_list",
+    "number": "one finite number, its int or float kept (ACCURACY_FLOOR; epochs that may be 0.5): as_float_list, one item",
+    "floats": "a list of finite numbers (TARGETS): as_float_list",
+    "side": "a square image's side in pixels (Pets' IMAGE_SIZE): as_image_size",
+    "size": "an (H, W) image size (Cityscapes' IMAGE_SIZE): as_image_size(pair=True)",
+    "workers": "DataLoader workers, never more than the usable cores (WORKERS): as_workers",
+}
+
+
+def _read(kind: str, name: str, value):
+    """``value`` of parameter ``name`` read as ``kind`` (one of :data:`KINDS`); ``None`` stays ``None``."""
+    if kind in ("int", "ints"):
+        values = as_int_list(name, value)
+        if kind == "int" and values is not None and len(values) != 1:
+            raise ValueError(f"{name}: give one positive integer, got {value!r}")
+        return values[0] if kind == "int" and values is not None else values
+    if kind in ("number", "floats"):
+        values = as_float_list(name, value)
+        if kind == "floats" or values is None:
+            return values
+        if len(values) != 1:
+            raise ValueError(f"{name}: give one number, got {value!r}")
+        number = _as_items(name, value, "a number", _FLOAT_LIST_FORMS)[0]  # as given: 3 stays 3, 0.5 stays 0.5
+        return int(number) if _is_int(number) else float(number)
+    if kind in ("side", "size"):
+        return as_image_size(name, value, pair=kind == "size")
+    if kind == "workers":
+        return None if value is None else as_workers(value)
+    raise ValueError(f"{name}: unknown parameter kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def apply_overrides(config: dict, overrides: dict, *, kinds: dict[str, str] | None = None,
+                    keys: dict[str, str | tuple[str, ...]] | None = None) -> dict:
+    """Set a notebook's parameters on its recipe: ``overrides`` maps each parameter's NAME to the value
+    papermill gave it, ``None`` meaning "keep the recipe's".
+
+    Each value is read by its kind (``kinds[NAME]``, one of :data:`KINDS`; default ``"int"``, and
+    ``"workers"`` for ``WORKERS``) with the readers above, so a bad value stops here with the message
+    that names the parameter, what it received and the accepted forms. It goes to the key
+    ``NAME.lower()``, or to ``keys[NAME]`` (a key, or a tuple of keys that all get it). Where ``config``
+    has a ``workers`` key it always goes through :func:`as_workers` (the recipe's value when no
+    parameter set it): never more DataLoader workers than this machine's cores. ``config`` is changed
+    in place and returned.
+
+    Example:
+        >>> recipe = {"epochs": 12, "image_size": 64, "workers": 0}
+        >>> apply_overrides(recipe, {"EPOCHS": "20", "IMAGE_SIZE": None}, kinds={"IMAGE_SIZE": "side"})
+        {'epochs': 20, 'image_size': 64, 'workers': 0}
+        >>> apply_overrides({"task1_epochs": 8, "task2_epochs": 8}, {"EPOCHS": 3},
+        ...                 keys={"EPOCHS": ("task1_epochs", "task2_epochs")})
+        {'task1_epochs': 3, 'task2_epochs': 3}
+        >>> apply_overrides({"image_size": (64, 128)}, {"IMAGE_SIZE": "96x192"}, kinds={"IMAGE_SIZE": "size"})
+        {'image_size': (96, 192)}
+        >>> apply_overrides({"epochs": 12}, {"EPOCHS": "[1, 2]"})
+        Traceback (most recent call last):
+        ...
+        ValueError: EPOCHS: give one positive integer, got '[1, 2]'
+    """
+    kinds = {"WORKERS": "workers", **(kinds or {})}
+    keys = keys or {}
+    unknown = sorted(set(kinds.values()) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown parameter kind(s) {unknown}; known: {', '.join(KINDS)}")
+    workers_set = False
+    for name, value in overrides.items():
+        kind = kinds.get(name, "int")
+        value = _read(kind, name, value)
+        if value is None:
+            continue
+        targets = keys.get(name, name.lower())
+        for key in (targets,) if isinstance(targets, str) else targets:
+            config[key] = value
+            workers_set |= key == "workers" and kind == "workers"
+    if "workers" in config and not workers_set:
+        config["workers"] = as_workers(config["workers"])
+    return config

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from labkit import recipes
 from labkit.device import resolve_device, seed_everything
 from labkit.profile import peak_memory_mb
 from labkit.weight_average import WeightAverage
@@ -150,6 +151,59 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     if best is None or math.isnan(best):
         return not math.isnan(value)
     return value > best if mode == "max" else value < best
+
+
+# ----------------------------------------------------------------------------- schedules, augmentation seeds
+SCHEDULES = ("cosine", "onecycle", "step")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str = "cosine", *, epochs: int,
+                   lr: float, steps_per_epoch: int, pct_start: float = 0.2):
+    """``(scheduler, stepped_per_batch)`` for ``schedule`` in :data:`SCHEDULES`; pass both to
+    :func:`fit` (``scheduler=``, ``scheduler_per_step=``).
+
+    - ``"cosine"``: ``lr`` decays to 0 over ``epochs``, stepped once per epoch.
+    - ``"onecycle"``: ``OneCycleLR`` stepped every batch, warming up to the peak ``lr`` over the first
+      ``pct_start`` of the ``epochs * steps_per_epoch`` steps, then annealing to ~0 (a high peak
+      rate trains a small network in few epochs).
+    - ``"step"``: the optimizer's rate, then a tenth of it for the last 30 % of the steps, stepped
+      every batch (a short run: a constant rate, then a settling one).
+
+    Example:
+        >>> optimizer = torch.optim.AdamW(nn.Linear(2, 1).parameters(), lr=3e-3)
+        >>> scheduler, per_step = make_scheduler(optimizer, "onecycle", epochs=2, lr=3e-3,
+        ...                                      steps_per_epoch=5)
+        >>> type(scheduler).__name__, per_step, scheduler.total_steps
+        ('OneCycleLR', True, 10)
+    """
+    total_steps = epochs * max(1, steps_per_epoch)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), False
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=pct_start), True
+    if schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[int(0.7 * total_steps)], gamma=0.1), True
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def seed_augmentations(loader, seed: int) -> bool:
+    """Reseed the augmentations of ``loader.dataset.transform``; ``False`` if it has no own RNG.
+
+    albumentations keeps its own random generator, which ``seed_everything`` does not reach:
+    without this the second model of a comparison would continue the first one's stream and see
+    different augmentations.
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> seed_augmentations(DataLoader(TensorDataset(torch.zeros(2, 1))), 0)   # no transform to seed
+        False
+    """
+    transform = getattr(loader.dataset, "transform", None)
+    if not hasattr(transform, "set_random_seed"):
+        return False
+    transform.set_random_seed(seed)
+    return True
 
 
 def fit(model: nn.Module, train_loader, *, loss_fn: Callable, epochs: int,
@@ -440,18 +494,18 @@ def _restore_best(model: nn.Module, best_state: dict | None, best_path: Path | N
         model.load_state_dict(best_state)
 
 
-# Baseline training from scratch (SGD + cosine, the usual CIFAR ResNet recipe), meant to reach >= 92%
-# test accuracy on a GPU. Not measured by labkit: no GPU with CIFAR-10 was available when it was written.
-BASELINE_RECIPE = {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-                   "weight_decay": 5e-4, "nesterov": True}
+# Training from scratch: the "GPU (from scratch)" column of lab 03's table (labkit.recipes).
+_FROM_SCRATCH = recipes.table("03").recipe("GPU (from scratch)")
 
 
-def train_baseline(model: nn.Module, train_loader, *, valid_loader=None, epochs: int = 200,
-                   lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4,
-                   nesterov: bool = True, device="auto", checkpoint_dir=None, resume: bool = False,
+def train_baseline(model: nn.Module, train_loader, *, valid_loader=None, epochs: int = _FROM_SCRATCH["epochs"],
+                   lr: float = _FROM_SCRATCH["lr"], momentum: float = _FROM_SCRATCH["momentum"],
+                   weight_decay: float = _FROM_SCRATCH["weight_decay"], nesterov: bool = _FROM_SCRATCH["nesterov"],
+                   device="auto", checkpoint_dir=None, resume: bool = False,
                    progress: bool = True, log=print) -> dict:
-    """Train a CIFAR ResNet (``labkit.models.resnet20``) from scratch with ``BASELINE_RECIPE``
-    (SGD with momentum, cosine learning rate, stepped per batch).
+    """Train a CIFAR ResNet (``labkit.models.resnet20``) from scratch; the defaults are lab 03's
+    ``"GPU (from scratch)"`` recipe in :mod:`labkit.recipes` (SGD with momentum, cosine learning rate,
+    stepped per batch: the usual CIFAR ResNet recipe, not measured by labkit).
 
     Returns :func:`fit`'s result (history, best accuracy on ``valid_loader``). Resumable:
     pass ``checkpoint_dir`` and ``resume=True`` after a disconnect.

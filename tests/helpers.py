@@ -55,13 +55,13 @@ class CreatesMarkerWhenUnpickled:
 
 def constant_model(predicted_class: int, *, target_sparsity: float | None) -> torch.nn.Module:
     """A ResNet-20 whose logits ignore the input (fc weights zero, bias picks the class)."""
-    from labkit import prune
+    from labkit.prune import magnitude
     from labkit.models.resnet20 import resnet20
 
     model = resnet20()
     if target_sparsity is not None:
-        prune.prune_to(model, target_sparsity)
-        prune.make_permanent(model)
+        magnitude.prune_to(model, target_sparsity)
+        magnitude.make_permanent(model)
     with torch.no_grad():
         model.fc.weight.zero_()
         model.fc.bias.zero_()

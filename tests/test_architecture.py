@@ -24,6 +24,12 @@ FORBIDDEN = [
     ("labkit.models", "labkit.train", "models hold no training loop (recipes live in labkit.train)"),
     ("labkit.models", "labkit.compare", "models hold no training loop"),
     ("labkit.models", "labkit.prune", "models hold no training loop"),
+    ("labkit.train", "labkit.compare", "compare builds on the training loop, not the other way"),
+    # labkit.prune: gradual and channels both build on distill (and gradual on magnitude), never on each other
+    ("labkit.prune.distill", "labkit.prune.gradual", "distill is what both recipes share: it imports neither"),
+    ("labkit.prune.distill", "labkit.prune.channels", "distill is what both recipes share: it imports neither"),
+    ("labkit.prune.gradual", "labkit.prune.channels", "the recipes share labkit.prune.distill, not each other"),
+    ("labkit.prune.channels", "labkit.prune.gradual", "the recipes share labkit.prune.distill, not each other"),
 ]
 
 
@@ -92,6 +98,94 @@ def project_sources() -> dict[Path, str]:
     return {path: path.read_text() for path in files}
 
 
+def import_graph(sources: dict[Path, str]) -> dict[str, set[str]]:
+    """``{labkit module: the labkit modules it imports}`` for the labkit files of ``sources``.
+
+    Module- and function-level imports both count. An imported name is its longest prefix that is a
+    module of labkit/ (on disk or in ``sources``): ``from labkit.quant.affine import quantize`` is
+    ``labkit.quant.affine``, ``from labkit.selfcheck import segmentation`` is ``labkit.selfcheck`` (the
+    package), ``import labkit.selfcheck.segmentation`` is ``labkit.selfcheck.segmentation``.
+
+    Example:
+        >>> graph = import_graph({REPO_ROOT / "labkit/metrics.py": "def f():\\n    from labkit.losses import x"})
+        >>> graph
+        {'labkit.metrics': {'labkit.losses'}}
+    """
+    files = {path: text for path, text in sources.items() if path.is_relative_to(REPO_ROOT / "labkit")}
+    modules = {module_name(path) for path in [*(REPO_ROOT / "labkit").rglob("*.py"), *files]}
+
+    def module_of(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for path, text in files.items():
+        importer = module_name(path)
+        package = importer if path.name == "__init__.py" else importer.rpartition(".")[0]
+        imported = {module_of(name) for name in labkit_imports(text, package=package)}
+        graph[importer] = imported - {importer, ""}
+    return graph
+
+
+def import_circles(sources: dict[Path, str]) -> list[list[str]]:
+    """Each circle of imports: ``[a, b, ..., a]``, a loop through every module of one strongly
+    connected component of :func:`import_graph` (modules that import each other, directly or not).
+
+    Example:
+        >>> import_circles({REPO_ROOT / "labkit/metrics.py": "from labkit.losses import x",
+        ...                 REPO_ROOT / "labkit/losses.py": "def f():\\n    import labkit.metrics"})
+        [['labkit.losses', 'labkit.metrics', 'labkit.losses']]
+    """
+    graph = import_graph(sources)
+    order, low, stack, components = {}, {}, [], []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            component = set()
+            while not component or module not in component:
+                component.add(stack.pop())
+            if len(component) > 1:
+                components.append(component)
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return sorted(_loop_through(graph, component) for component in components)
+
+
+def _loop_through(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    """A closed walk of imports from the component's first module through all its modules and back."""
+
+    def steps(source: str, goal: str) -> list[str]:
+        """The fewest imports from ``source`` to ``goal`` inside the component (``goal`` included)."""
+        paths = {target: [target] for target in sorted(graph[source] & component)}
+        frontier = list(paths)
+        while goal not in paths:
+            next_frontier = []
+            for module in frontier:
+                for target in sorted(graph[module] & component):
+                    if target not in paths:
+                        paths[target] = paths[module] + [target]
+                        next_frontier.append(target)
+            frontier = next_frontier
+        return paths[goal]
+
+    walk = [min(component)]
+    for goal in sorted(component):
+        if goal not in walk:
+            walk += steps(walk[-1], goal)
+    return walk + steps(walk[-1], walk[0])
+
+
 def test_every_import_points_down_the_layers():
     assert wrong_imports(project_sources()) == []
 
@@ -103,6 +197,9 @@ def test_every_import_points_down_the_layers():
     ("labkit/models/resnet20.py", "def f():\n    from labkit.data.cifar10 import CIFAR10",
      "models load no dataset"),
     ("labkit/models/unet.py", "from labkit.train import fit", "models hold no training loop"),
+    ("labkit/models/resnet20.py", "from labkit.prune.magnitude import prune_to", "models hold no training loop"),
+    ("labkit/train.py", "from labkit.compare import train_and_measure", "compare builds on the training loop"),
+    ("labkit/prune/channels.py", "from labkit.prune.gradual import train_step", "not each other"),
     ("checks/check_pruning.py", "from labkit.tools.record import record", "never tools"),
 ])
 def test_an_import_pointing_the_wrong_way_is_named(importer, source, expected):
@@ -114,7 +211,34 @@ def test_an_import_pointing_the_wrong_way_is_named(importer, source, expected):
 
 def test_core_to_core_and_upward_imports_are_allowed():
     allowed = {"labkit/compare.py": "from labkit.train import fit",
+               "labkit/prune/channels.py": "from labkit.prune.distill import train_step",
+               "labkit/prune/gradual.py": "from labkit.prune.distill import train_step\n"
+                                          "from labkit.prune.magnitude import prune_to",
                "labkit/grading/batch.py": "from labkit.grading.tasks import TASKS\nfrom labkit.paths import CHECKS_DIR",
                "labkit/tools/readme_table.py": "from labkit.grading.tasks import COURSE_TARGETS",
                "labkit/models/resnet20.py": "from labkit.download import download_url\nfrom labkit.io import load_into"}
     assert wrong_imports({REPO_ROOT / importer: source for importer, source in allowed.items()}) == []
+
+
+# Circles still there, each as the set of its modules, until the change that removes it lands.
+def test_no_module_imports_itself_through_a_circle():
+    """Imports form no circle: every module sits above the modules it imports, so each reads alone."""
+    circles = import_circles(project_sources())
+    assert circles == [], "import circles (break each: move what both need into a module beneath them):\n" + \
+        "\n".join(" -> ".join(circle) for circle in circles)
+
+
+@pytest.mark.parametrize("first, first_source, second, second_source", [
+    ("labkit/metrics.py", "from labkit.losses import SegmentationLoss",
+     "labkit/losses.py", "from labkit.metrics import dice_score"),
+    ("labkit/quant/affine.py", "def qparams():\n    from labkit.quant.calibration import make_observer",
+     "labkit/quant/calibration.py", "import labkit.quant.affine as affine"),
+    ("labkit/data/cityscapes.py", "def make_fixture(root):\n    from labkit.data.cityscapes_fixture import make_fixture",
+     "labkit/data/cityscapes_fixture.py", "from labkit.data.cityscapes import LAYOUTS"),
+    ("labkit/selfcheck/__init__.py", "from labkit.selfcheck.labs import LABS",
+     "labkit/selfcheck/labs.py", "from labkit.selfcheck import segmentation"),
+])
+def test_a_circle_of_imports_is_named(first, first_source, second, second_source):
+    sources = {REPO_ROOT / first: first_source, REPO_ROOT / second: second_source}  # as if both were added
+    modules = sorted(module_name(path) for path in sources)
+    assert import_circles(sources) == [[modules[0], modules[1], modules[0]]]

@@ -20,9 +20,10 @@ from torch.ao.quantization.observer import MovingAverageMinMaxObserver as TorchM
 from torch.utils.data import DataLoader, TensorDataset
 
 from labkit.models.resnet20 import resnet20
+from labkit.quant.affine import dequantize, quantize
 from labkit.quant.calibration import (METHODS, HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver,
                                       MSEObserver, PercentileObserver, make_observer)
-from labkit.quant.manual import calibrate, dequantize, layer_sensitivity, quantize, quantize_resnet20
+from labkit.quant.manual import calibrate, layer_sensitivity, quantize_resnet20
 
 
 def sample_mse(x: torch.Tensor, scale, zero_point) -> float:

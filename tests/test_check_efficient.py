@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.data.cityscapes import make_fixture
+from labkit.data.cityscapes_fixture import make_fixture
 from labkit.download import DatasetNotFoundError
 from labkit.io import SubmissionError, save_state_dict
 from labkit.models.efficient_unet import EfficientUNet

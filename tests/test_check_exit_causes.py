@@ -70,12 +70,14 @@ def test_float64_weights_are_refused_by_their_declared_dtype(tmp_path, pets_fixt
 def test_memory_cap_is_applied_and_running_out_is_exit_3_not_the_students_fault(tmp_path):
     root = pets.make_fixture(tmp_path / "pets", n_trainval=3, n_test=2, size=(32, 32))
     model = save_state_dict(UNet(base_channels=4, depth=2), tmp_path / "unet.pth")
-    # 1 GiB of address space is below what torch reserved at import (~3.1 GiB): the first
-    # convolution cannot allocate, and that is the grading machine's limit, not the submission
+    # 1 GiB of address space is below what torch reserved at import (~3.1 GiB): the next allocation that
+    # needs fresh memory fails (reading the dataset or the first convolution, depending on what the heap
+    # still holds), and that is the grading machine's limit, not the submission
     code, output = run("check_segmentation.py", "--path", model, "--data", root, "--image-size", 32,
                        "--memory", "1G")
     assert code == 3, output
-    assert "out of memory under the --memory cap of 1G" in output and "raise --memory" in output
+    assert "raise --memory" in output, output
+    assert "out of memory under the --memory cap of 1G" in output or "out of memory reading the dataset" in output, output
 
 
 def test_unreadable_memory_option_is_a_usage_error(tmp_path, pets_fixture_root):

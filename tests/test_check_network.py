@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from labkit.data import pets
-from labkit.data.cityscapes import Cityscapes8, make_fixture
+from labkit.data.cityscapes import Cityscapes8
+from labkit.data.cityscapes_fixture import make_fixture
 from labkit.evaluate import evaluate_multiclass_segmentation, evaluate_segmentation
 from labkit.grading.tasks import COURSE_INPUT
 from labkit.paths import REPO_ROOT

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit import prune
 from labkit.data import cifar10
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
+from labkit.prune import magnitude
 from tests.helpers import CAT, constant_model
 
 CHECK = Path(__file__).resolve().parents[1] / "checks" / "check_pruning.py"
@@ -29,7 +29,7 @@ def test_good_file_passes_with_the_course_message(tmp_path, capsys, cat_only_dat
     model = constant_model(CAT, target_sparsity=0.9)
     path = save_state_dict(model, tmp_path / "123_pruning.pt")
     code, out = run(capsys, "--path", path, "--data", cat_only_data)
-    sparsity = prune.course_sparsity(model)
+    sparsity = magnitude.course_sparsity(model)
     assert code == 0
     assert out.startswith("Congratulations! You've achieved the goals of this task.\n"
                           f"Your model's sparsity is {sparsity:.2f}%.\n")
@@ -49,13 +49,13 @@ def test_low_sparsity_file_exits_1_with_the_sparsity_message(tmp_path, capsys, c
     path = save_state_dict(model, tmp_path / "m.pt")
     code, out = run(capsys, "--path", path, "--data", cat_only_data)
     assert code == 1
-    assert f"Your model's sparsity is {prune.course_sparsity(model):.2f}%, which is too low!" in out
+    assert f"Your model's sparsity is {magnitude.course_sparsity(model):.2f}%, which is too low!" in out
     assert "Your test accuracy" not in out
 
 
 def test_file_saved_before_prune_remove_is_invalid_with_a_hint(tmp_path, capsys, cat_only_data):
     model = resnet20()
-    prune.prune_to(model, 0.9)
+    magnitude.prune_to(model, 0.9)
     path = tmp_path / "m.pt"
     torch.save(model.state_dict(), path)  # the mistake: masks still attached
     code, out = run(capsys, "--path", path, "--data", cat_only_data)
@@ -90,7 +90,7 @@ def test_script_reads_the_official_layout_and_prints_json(tmp_path):
     payload = json.loads(done.stdout)
     assert payload["task"] == "pruning" and payload["passed"] is False
     assert payload["metrics"]["accuracy"] == pytest.approx(10.0)  # 3 cats of 30 balanced images
-    assert payload["metrics"]["sparsity"] == pytest.approx(prune.course_sparsity(model))
+    assert payload["metrics"]["sparsity"] == pytest.approx(magnitude.course_sparsity(model))
 
 
 def test_the_check_evaluates_at_the_batch_size_the_notebook_passes(tmp_path, capsys, cat_only_data, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import Cityscapes as TorchvisionCityscapes
 
-from labkit.data import cityscapes
+from labkit.data import cityscapes, cityscapes_fixture
 from labkit.data.cityscapes import Cityscapes8, colors_to_categories, label_ids_to_categories
 from labkit.download import ChecksumError, DatasetNotFoundError, md5sum
 
@@ -17,7 +17,7 @@ SIZE = (32, 64)
 
 @pytest.fixture(scope="module")
 def fixture_root(tmp_path_factory):
-    return cityscapes.make_fixture(tmp_path_factory.mktemp("cityscapes"), n_train=6, n_val=3, size=SIZE)
+    return cityscapes_fixture.make_fixture(tmp_path_factory.mktemp("cityscapes"), n_train=6, n_val=3, size=SIZE)
 
 
 def test_both_layouts_read_the_fixture_to_identical_images_and_label_maps(fixture_root):
@@ -37,7 +37,7 @@ def test_fixture_scenes_hold_all_eight_categories(fixture_root):
 
 
 def test_valid_is_a_fixed_part_of_the_training_frames_disjoint_from_train(tmp_path):
-    root = cityscapes.make_fixture(tmp_path, n_train=20, n_val=3, size=SIZE)
+    root = cityscapes_fixture.make_fixture(tmp_path, n_train=20, n_val=3, size=SIZE)
     folder = Cityscapes8(root, "training", image_size=SIZE).samples
     train = Cityscapes8(root, "train", image_size=SIZE).samples
     valid = Cityscapes8(root, "valid", image_size=SIZE).samples
@@ -113,8 +113,8 @@ def test_split_names_of_either_layout_work_on_both(fixture_root):
 
 
 def test_layout_is_detected_from_the_folders(tmp_path):
-    course_only = cityscapes.make_fixture(tmp_path / "course", n_train=1, n_val=1, size=SIZE,
-                                          layouts=("course",))
+    course_only = cityscapes_fixture.make_fixture(tmp_path / "course", n_train=1, n_val=1, size=SIZE,
+                                                  layouts=("course",))
     assert Cityscapes8(course_only, "training", image_size=SIZE).layout == "course"
     assert not (course_only / "leftImg8bit").exists()
 
@@ -126,7 +126,7 @@ def test_missing_dataset_says_which_archives_to_get(tmp_path):
 
 
 def test_a_missing_label_file_is_named(tmp_path):
-    root = cityscapes.make_fixture(tmp_path, n_train=2, n_val=1, size=SIZE, layouts=("course",))
+    root = cityscapes_fixture.make_fixture(tmp_path, n_train=2, n_val=1, size=SIZE, layouts=("course",))
     (root / "training" / "semantic_rgb" / "0001.png").unlink()
     with pytest.raises(FileNotFoundError, match="0001.png"):
         Cityscapes8(root, "training")
@@ -163,8 +163,8 @@ def test_cached_items_equal_decoded_items(fixture_root, tmp_path):
 
 
 def test_fixture_is_deterministic_for_a_seed(tmp_path):
-    first = cityscapes.make_fixture(tmp_path / "a", n_train=2, n_val=1, size=SIZE, seed=5)
-    second = cityscapes.make_fixture(tmp_path / "b", n_train=2, n_val=1, size=SIZE, seed=5)
+    first = cityscapes_fixture.make_fixture(tmp_path / "a", n_train=2, n_val=1, size=SIZE, seed=5)
+    second = cityscapes_fixture.make_fixture(tmp_path / "b", n_train=2, n_val=1, size=SIZE, seed=5)
     names = sorted(p.relative_to(first) for p in first.rglob("*.png"))
     assert names == sorted(p.relative_to(second) for p in second.rglob("*.png"))
     assert all(np.array_equal(np.asarray(Image.open(first / n)), np.asarray(Image.open(second / n)))

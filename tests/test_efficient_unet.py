@@ -1,6 +1,6 @@
-"""EfficientUNet and its blocks: shapes, the cost of separable convs, ECA against a hand version,
-fusion, save/load, and reading the configuration back from a state_dict."""
-import pytest
+"""EfficientUNet: the shared segmentation-model behaviours (``segmentation_model_tester``), and what is
+its own: its blocks' shapes, the cost of separable convs, ECA against a hand version, fusion, and
+reading the configuration back from a state_dict."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,18 +8,22 @@ from torch import nn
 from labkit.models.efficient_unet import (ECA, DepthwiseSeparableConv, EfficientDown, EfficientUNet,
                                           EfficientUp, eca_kernel_size, efficient_unet_kwargs)
 from labkit.profile import count_macs
+from tests.segmentation_model_tester import SegmentationModelTester
 
 
-def tiny_model(**kwargs) -> EfficientUNet:
-    torch.manual_seed(0)
+def tiny_model(seed: int = 0, **kwargs) -> EfficientUNet:
+    torch.manual_seed(seed)
     return EfficientUNet(**{"base_channels": 4, "depth": 3, **kwargs}).eval()
 
 
-@pytest.mark.parametrize("size", [(64, 128), (75, 131), (33, 40)])
-def test_logits_have_the_input_size_and_one_channel_per_class(size):
-    with torch.no_grad():
-        logits = tiny_model()(torch.rand(2, 3, *size))
-    assert logits.shape == (2, 8, *size)
+class TestEfficientUNet(SegmentationModelTester):
+    classes = 8  # the Cityscapes categories
+    sizes = ((64, 128), (75, 131), (33, 40))
+    gradient_input = (2, 32, 64)
+    min_size = 8  # 2 ** depth
+
+    def make_model(self, seed: int = 0, **kwargs) -> EfficientUNet:
+        return tiny_model(seed, **kwargs)
 
 
 def test_no_transposed_convolutions_and_every_3x3_after_the_stem_is_depthwise():
@@ -74,22 +78,6 @@ def test_fusion_for_inference_keeps_the_outputs():
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_forward_backward_gives_finite_gradients_everywhere():
-    model = tiny_model().train()
-    loss = F.cross_entropy(model(torch.rand(2, 3, 32, 64)), torch.randint(0, 8, (2, 32, 64)))
-    loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-def test_state_dict_round_trip_with_weights_only(tmp_path):
-    model = tiny_model()
-    torch.save(model.state_dict(), tmp_path / "model_task2.pth")
-    loaded = EfficientUNet(base_channels=4, depth=3).eval()
-    loaded.load_state_dict(torch.load(tmp_path / "model_task2.pth", weights_only=True))
-    x = torch.rand(1, 3, 32, 64)
-    assert torch.equal(model(x), loaded(x))
-
-
 def test_configuration_is_read_back_from_a_state_dict():
     state = EfficientUNet(base_channels=6, depth=2, classes=5).state_dict()
     assert efficient_unet_kwargs(state) == {"in_channels": 3, "classes": 5, "base_channels": 6, "depth": 2}
@@ -100,8 +88,3 @@ def test_cost_grows_with_the_base_width():
     small = count_macs(EfficientUNet(base_channels=4, depth=3), input_size=(1, 3, 64, 128))
     large = count_macs(EfficientUNet(base_channels=8, depth=3), input_size=(1, 3, 64, 128))
     assert 2 * small < large < 4 * small
-
-
-def test_wrong_input_layout_is_refused_with_a_hint():
-    with pytest.raises(ValueError, match="permute"):
-        tiny_model()(torch.rand(1, 64, 128, 3))

@@ -62,7 +62,9 @@ def test_every_full_gpu_recipe_trains_within_one_colab_t4_session(bench, number)
         assert estimate_minutes([phase])[1] <= COLAB_SESSION_MINUTES, f"notebook {number}: {phase.name}"
 
 
-def test_the_recipes_are_read_from_the_notebooks_config_cells(bench):
+def test_the_recipes_are_the_gpu_columns_of_the_labs_recipe_tables(bench):
+    from labkit import recipes
+    assert bench.notebook_recipe("01") == recipes.pick("01", smoke=False, device="cuda")
     recipe = bench.notebook_recipe("05")
     assert recipe["image_size"] == (256, 512) and {"task1_epochs", "task2_epochs", "qat_epochs"} <= set(recipe)
     assert [spec.precision for spec in bench.recipe_phases("05", recipe)] == ["float16", "float16", "float32"]

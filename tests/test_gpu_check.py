@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.data import cifar10, cityscapes, pets
+from labkit.data import cifar10, cityscapes_fixture, pets
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
 
@@ -27,7 +27,7 @@ def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu_check")
     data = root / "subset"
     pets.make_fixture(data / "oxford-iiit-pet", n_trainval=12, n_test=4)
-    cityscapes.make_fixture(data / "cityscapes", n_train=10, n_val=2, size=(64, 128))
+    cityscapes_fixture.make_fixture(data / "cityscapes", n_train=10, n_val=2, size=(64, 128))
     cifar10.make_fixture(data / "cifar10", n_train=100, n_test=50)
     torch.manual_seed(0)
     save_state_dict(resnet20(), data / PRUNING_MODEL)  # untrained and dense: the pruning check exits 1

@@ -2,7 +2,6 @@
 import json
 import textwrap
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -190,8 +189,8 @@ def test_a_stub_the_lab_s_own_todo_file_imports_is_the_lab_s_too(tmp_path):
 
 
 def test_the_stub_scan_finds_what_release_writes_and_nothing_in_the_solved_source(tmp_path):
-    assert todo_stubs(stubbed_copy(tmp_path, "prune.py")) == [("labkit/prune.py", "prune_to()"),
-                                                              ("labkit/prune.py", "iterative_prune()")]
+    assert todo_stubs(stubbed_copy(tmp_path, "prune/magnitude.py")) == [("labkit/prune/magnitude.py", "prune_to()"),
+                                                                        ("labkit/prune/magnitude.py", "iterative_prune()")]
     assert todo_stubs(REPO_ROOT / "labkit") == []  # release.py's own stub template is no stub
 
 

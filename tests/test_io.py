@@ -68,7 +68,7 @@ def test_zip_bomb_that_unpacks_beyond_the_limit_is_refused(tmp_path):
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("bomb/data.pkl", b"\0" * (8 * 2**20))  # 8 MiB of zeros, tiny on disk
     assert bomb.stat().st_size < 100_000
-    with pytest.raises(SubmissionError, match="unpacks"):
+    with pytest.raises(SubmissionError, match="declares 8.0 MiB of contents, over the 1.0 MiB limit"):
         load_state_dict_file(bomb, max_bytes=2**20)
 
 
@@ -100,3 +100,22 @@ def test_missing_unexpected_and_wrong_shapes_are_listed():
         load_into(torch.nn.Linear(3, 2), {"weight": torch.zeros(2, 3), "extra": torch.zeros(1)})
     with pytest.raises(SubmissionError, match=r"weight: got \(4, 3\), expected \(2, 3\)"):
         load_into(torch.nn.Linear(3, 2), torch.nn.Linear(3, 4).state_dict())
+
+
+def test_a_notebook_load_and_a_check_say_the_same_for_each_cause(tmp_path):
+    """One gatekeeper (labkit.torch_file): a student's own load and the check refuse with one message."""
+    from labkit.grading.contract import read_submission
+    from labkit.torch_file import ALL_DTYPES
+    nan = torch.nn.Linear(3, 2).state_dict()
+    nan["weight"][0, 0] = float("nan")
+    files = {"ckpt.pth": {"model": torch.nn.Linear(3, 2).state_dict(), "optimizer": {}},
+             "model.pth": torch.nn.Linear(3, 2), "nan.pth": nan, "list.pth": [torch.zeros(1)]}
+    for name, content in files.items():
+        torch.save(content, tmp_path / name)
+    (tmp_path / "text.pth").write_text("hello")
+    for name in [*files, "text.pth", "missing.pth"]:
+        with pytest.raises(SubmissionError) as notebook:
+            load_state_dict_file(tmp_path / name)
+        with pytest.raises(SubmissionError) as check:
+            read_submission(tmp_path / name, allowed_dtypes=ALL_DTYPES)
+        assert str(notebook.value) == str(check.value) and str(notebook.value).startswith(f"{name}: ")

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from labkit.data.cityscapes import Cityscapes8, make_fixture
+from labkit.data.cityscapes import Cityscapes8
+from labkit.data.cityscapes_fixture import make_fixture
 from labkit.grading.batch import grade_folder
 from labkit.grading.grade_class import grade_class
 from labkit.grading.network_template import write_network

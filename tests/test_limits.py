@@ -7,9 +7,10 @@ import time
 import pytest
 import torch
 
-from labkit.grading.limits import (COURSE_INT8_DTYPES, QUANTIZED_DTYPES, FileRefused, Limits,
-                                   check_loaded_state_dict, inspect_torch_file, load_in_child, parse_memory,
-                                   safe_load_state_dict)
+from labkit.grading.isolated_load import load_in_child, safe_load_state_dict
+from labkit.grading.limits import parse_memory
+from labkit.torch_file import (COURSE_INT8_DTYPES, QUANTIZED_DTYPES, FileRefused, Limits, check_loaded_state_dict,
+                               inspect_torch_file)
 from labkit.models.unet import UNet
 from tests.hostile import bad_files
 
@@ -167,3 +168,28 @@ def test_parse_memory():
     assert parse_memory("4G") == 4 * 2**30 and parse_memory("512MiB") == 512 * 2**20
     with pytest.raises(ValueError, match="4G, 512M"):
         parse_memory("lots")
+
+
+def test_a_checked_file_is_inspected_once_and_loaded_once(files, model, monkeypatch):
+    """read_submission / load_submission: one inspection (torch_file), one torch.load, no second check.
+
+    ``zip`` counts every zipfile.ZipFile opened, so a separate archive check elsewhere (io's old one) counts too.
+    """
+    import zipfile
+
+    import labkit.torch_file as torch_file
+    from labkit.grading.contract import load_submission, read_submission
+    calls = {"inspect": 0, "zip": 0, "load": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(torch_file, "_read_records", counted("inspect", torch_file._read_records))  # every inspection
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", counted("zip", zipfile.ZipFile.__init__))
+    monkeypatch.setattr(torch, "load", counted("load", torch.load))
+    assert sorted(read_submission(files["good"])) == sorted(files["state"])
+    assert calls == {"inspect": 1, "zip": 1, "load": 1}
+    load_submission(files["good"], UNet(base_channels=8, depth=3), wrong_architecture="wrong")
+    assert calls == {"inspect": 2, "zip": 2, "load": 2}

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from labkit.data.cityscapes import NUM_CLASSES, Cityscapes8, make_fixture
+from labkit.data.cityscapes import NUM_CLASSES, Cityscapes8
+from labkit.data.cityscapes_fixture import make_fixture
 from labkit.evaluate import evaluate_multiclass_segmentation
 from labkit.grading.call_check import call_check
 from labkit.grading.network_template import inline_source, network_source, write_network

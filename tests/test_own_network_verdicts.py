@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from labkit.data.cityscapes import make_fixture
+from labkit.data.cityscapes_fixture import make_fixture
 from labkit.grading.network_template import write_network
 from labkit.io import save_state_dict
 from labkit.models.efficient_unet import EfficientUNet

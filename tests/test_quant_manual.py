@@ -13,8 +13,9 @@ from labkit.models.quantized_resnet20 import (QuantizedActivation, QuantizedAvgP
                                               QuantizedReLU, QuantizedResNet20, course_names_for_old_keys)
 from labkit.models.resnet20 import resnet20
 from tests.helpers import LEARNING_SEED
-from labkit.quant.manual import (MinMaxObserver, PerChannelMinMaxObserver, affine_qparams, calibrate,
-                                 dequantize, fuse_conv_bn, quantize, quantize_resnet20, quantize_weight)
+from labkit.quant.affine import affine_qparams, dequantize, quantize, quantize_weight
+from labkit.quant.calibration import MinMaxObserver, PerChannelMinMaxObserver
+from labkit.quant.manual import calibrate, fuse_conv_bn, quantize_resnet20
 from labkit.selfcheck import random_conv_bn
 from tests.helpers import old_labkit_names
 
@@ -51,6 +52,27 @@ def test_weight_qparams_equal_torch_per_channel_observer(seed):
     torch_scale, torch_zero_point = theirs.calculate_qparams()
     torch.testing.assert_close(scale, torch_scale.float(), rtol=0, atol=1e-6)
     assert torch.equal(zero_point.long(), torch_zero_point.long())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quantize_weight_qparams_equal_torch_per_channel_observer(seed):
+    weight = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(seed))
+    weight[5] = -weight[5].abs() - 0.1  # an all-negative channel: its range is widened up to 0
+    _, scale, zero_point = quantize_weight(weight)
+    theirs = TorchPerChannelObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_affine)
+    theirs(weight)
+    torch_scale, torch_zero_point = theirs.calculate_qparams()
+    torch.testing.assert_close(scale.flatten(), torch_scale.float(), rtol=0, atol=1e-6)
+    assert torch.equal(zero_point.flatten().long(), torch_zero_point.long())
+
+
+def test_observers_use_the_current_affine_qparams(monkeypatch):
+    """The student's affine_qparams (affine.py, edited and reloaded) is the one formula every observer uses."""
+    import labkit.quant.affine as affine
+    monkeypatch.setattr(affine, "affine_qparams", lambda low, high, **kwargs: ("student's", low, high))
+    observer = MinMaxObserver()
+    observer(torch.tensor([-1.0, 2.0]))
+    assert observer.qparams()[0] == "student's"
 
 
 def test_observer_keeps_the_extremes_of_all_batches():

@@ -12,16 +12,53 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from labkit import metrics, prune
+from labkit import metrics
 from labkit.grading import reference
 from labkit.io import save_state_dict
 from labkit.models.resnet20 import resnet20
 from labkit.models.unet import UNet
 from labkit.paths import REPO_ROOT
+from labkit.prune import magnitude
 from tests.helpers import CAT, constant_model
 
 
 # ----------------------------------------------------------------------------- same numbers as the solution
+def as_logits(masks: torch.Tensor) -> torch.Tensor:
+    """Masks {0, 1} as a model's logits: +1 foreground, -1 background."""
+    return masks.float() * 2 - 1
+
+
+def test_reference_dice_is_the_hand_computed_dice_of_small_masks_with_empty_ones():
+    # 2 |P & G| / (|P| + |G|), worked by hand; both empty -> 1.0, one side empty -> 0.0.
+    cases = [  # (prediction, target, Dice)
+        ([[1, 1], [0, 0]], [[1, 0], [0, 0]], 2 * 1 / (2 + 1)),
+        ([[0, 0], [0, 0]], [[0, 0], [0, 0]], 1.0),
+        ([[0, 0], [0, 0]], [[1, 1], [1, 0]], 0.0),
+        ([[1, 0], [0, 1]], [[0, 0], [0, 0]], 0.0),
+        ([[1, 1], [1, 1]], [[1, 1], [1, 1]], 1.0),
+        ([[1, 1], [1, 1]], [[1, 0], [0, 0]], 2 * 1 / (4 + 1)),
+        ([[1, 1], [1, 0]], [[0, 1], [1, 1]], 2 * 2 / (3 + 3)),
+    ]
+    prediction = torch.tensor([case[0] for case in cases])[:, None]
+    target = torch.tensor([case[1] for case in cases], dtype=torch.float32)[:, None]
+    confusion = reference.binary_confusion(as_logits(prediction), target)
+    assert confusion.sum(dim=(1, 2)).tolist() == [4] * len(cases)               # every pixel counted once
+    assert confusion[0].tolist() == [[2, 1], [0, 1]]                           # [target][predicted]
+    dice = reference.dice_from_confusion(confusion)
+    assert dice.dtype == torch.float64
+    assert dice.tolist() == [case[2] for case in cases]
+    assert metrics.dice_score(prediction, target, reduction="none").tolist() == pytest.approx(dice.tolist(), abs=1e-7)
+
+
+def test_reference_dice_counts_a_zero_logit_as_background_and_any_nonzero_mask_value_as_foreground():
+    logits = torch.tensor([[[[0.0, 0.1], [-0.1, 5.0]]]])
+    masks = torch.tensor([[[[255.0, 1.0], [0.0, 0.0]]]])                       # 0/255 masks still count
+    assert reference.binary_confusion(logits, masks)[0].tolist() == [[1, 1], [1, 1]]  # TP 1, FP 1, FN 1
+    assert reference.dice_from_confusion(reference.binary_confusion(logits, masks)).tolist() == [0.5]
+    with pytest.raises(ValueError, match="ONE logit channel"):
+        reference.binary_confusion(torch.zeros(1, 2, 2, 2), torch.zeros(1, 1, 2, 2))
+
+
 def test_reference_dice_equals_the_solution_dice_on_random_and_empty_masks():
     generator = torch.Generator().manual_seed(0)
     pred = (torch.rand(16, 1, 9, 7, generator=generator) > 0.6).to(torch.uint8)
@@ -29,8 +66,9 @@ def test_reference_dice_equals_the_solution_dice_on_random_and_empty_masks():
     pred[3], true[3] = 0, 0            # both empty -> 1.0
     pred[4], true[5] = 0, 0            # one side empty -> 0.0
     expected = metrics.dice_score(pred, true, reduction="none")
-    assert torch.allclose(reference.dice_per_image(pred, true), expected.double(), atol=1e-7)
-    assert reference.dice_per_image(pred, true)[3] == 1.0 and reference.dice_per_image(pred, true)[4] == 0.0
+    ours = reference.dice_from_confusion(reference.binary_confusion(as_logits(pred), true))
+    assert torch.allclose(ours, expected.double(), atol=1e-7)
+    assert ours[3] == 1.0 and ours[4] == 0.0 and ours[5] == 0.0
 
 
 def test_reference_segmentation_evaluation_equals_labkit_evaluate():
@@ -63,14 +101,14 @@ def test_reference_confusion_scores_equal_running_score_with_absent_classes_and_
 
 def test_reference_sparsity_equals_the_course_count_with_masks_attached_and_in_a_state_dict():
     model = resnet20()
-    prune.prune_to(model, 0.6)                                     # masks attached: weight_orig * weight_mask
-    assert reference.course_sparsity(model) == pytest.approx(prune.course_sparsity(model), abs=1e-12)
-    assert reference.course_sparsity(model.state_dict()) == pytest.approx(prune.course_sparsity(model), abs=1e-12)
-    prune.make_permanent(model)
+    magnitude.prune_to(model, 0.6)                                 # masks attached: weight_orig * weight_mask
+    assert reference.course_sparsity(model) == pytest.approx(magnitude.course_sparsity(model), abs=1e-12)
+    assert reference.course_sparsity(model.state_dict()) == pytest.approx(magnitude.course_sparsity(model), abs=1e-12)
+    magnitude.make_permanent(model)
     with torch.no_grad():
         model.bn1.weight.zero_()                                    # BatchNorm and biases never count
         model.fc.bias.zero_()
-    assert reference.course_sparsity(model) == pytest.approx(prune.course_sparsity(model), abs=1e-12)
+    assert reference.course_sparsity(model) == pytest.approx(magnitude.course_sparsity(model), abs=1e-12)
 
 
 def test_reference_accuracy_is_top1_in_percent():
@@ -140,7 +178,7 @@ def test_edition_whose_dice_score_returns_one_still_reports_the_true_dice(built_
 def test_edition_whose_sparsity_and_accuracy_say_100_still_reports_the_true_numbers(built_edition,
                                                                                    cat_only_data, tmp_path):
     edition = edition_copy(built_edition, tmp_path)
-    with (edition / "labkit" / "prune.py").open("a") as file:       # a student's "fix" of the counters
+    with (edition / "labkit" / "prune" / "magnitude.py").open("a") as file:  # a student's "fix" of the counters
         file.write("\n\ndef course_sparsity(model_or_state_dict):\n    return 100.0\n")
     with (edition / "labkit" / "evaluate.py").open("a") as file:
         file.write("\n\ndef evaluate_classification(model, loader, **kwargs):\n    return {'accuracy': 100.0}\n")
@@ -151,7 +189,7 @@ def test_edition_whose_sparsity_and_accuracy_say_100_still_reports_the_true_numb
                                      "--device", "cpu")
     assert code == 1, output
     assert "Your test accuracy is 0.00%, which is too low!" in output
-    assert f"Your model's sparsity is {prune.course_sparsity(model):.2f}%, which is too low!" in output
+    assert f"Your model's sparsity is {magnitude.course_sparsity(model):.2f}%, which is too low!" in output
 
 
 def test_edition_whose_unet_layers_are_todos_refuses_and_names_the_function(built_edition, pets_fixture_root,

@@ -1,4 +1,5 @@
 """The student edition: solution blocks become TODO stubs, hidden tests vanish, leaks fail the build."""
+import ast
 import json
 import subprocess
 import sys
@@ -8,9 +9,10 @@ import nbformat
 import pytest
 
 from labkit.tools import release as release_tool
-from labkit.tools.release import (STUDENT_MAKEFILE, TA_ONLY_MAKE_TARGETS, LeakError, Release, build_student_edition,
-                                  check_makefile, makefile_targets, scan_for_developer_paths, scan_for_leaks,
-                                  strip_solutions, strip_ta_only)
+from labkit.tools.release import (ACCEPTED_REIMPLEMENTATIONS, STUDENT_MAKEFILE, TA_ONLY_MAKE_TARGETS, LeakError,
+                                  Release, build_student_edition, check_makefile, find_reimplementations,
+                                  key_statements, makefile_targets, scan_for_developer_paths, scan_for_leaks,
+                                  scan_for_reimplementations, strip_solutions, strip_ta_only)
 from labkit.paths import REPO_ROOT
 
 SOURCE = textwrap.dedent('''
@@ -265,3 +267,115 @@ def test_notebook_04_compares_with_the_course_schema_only_in_the_tas_kit(tmp_pat
     assert "course schema not found at" in ta and "course-int8-resnet20-keys.json" in ta
     assert "schema" not in student and "shared" not in student
     assert "same keys, order, dtypes and shapes as QuantizedResNet20()" in student
+
+
+# ----------------------------------------------------------------------------- a TODO's answer written again
+DICE_TODO = textwrap.dedent('''
+    import torch
+
+
+    def dice_score(prediction, target, *, reduction="mean", empty_score=1.0):
+        """Per-image Dice of binary masks."""
+        ### BEGIN SOLUTION
+        pred = (prediction != 0).flatten(1).float()
+        true = (target != 0).flatten(1).float()
+        intersection = (pred * true).sum(dim=1)
+        total = pred.sum(dim=1) + true.sum(dim=1)
+        safe_total = total.clamp(min=1.0)
+        scores = torch.where(total > 0, 2.0 * intersection / safe_total,
+                             torch.full_like(total, empty_score))
+        ### END SOLUTION
+        return scores.mean() if reduction == "mean" else scores
+''')
+# The same computation with every name changed, in a module no TODO touches (a "helper" a TA wrote).
+RENAMED_DICE = textwrap.dedent('''
+    import torch as th
+
+
+    def overlap_quality(a, b, fallback=1.0):
+        """Agreement of two masks."""
+        left = (a != 0).flatten(1).float()
+        right = (b != 0).flatten(1).float()
+        common = (left * right).sum(dim=1)
+        size = left.sum(dim=1) + right.sum(dim=1)
+        positive = size.clamp(min=1)
+        return th.where(size > 0, 2 * common / positive,
+                        th.full_like(size, fallback))
+''')
+# ... and rearranged too: the clamp moved into the last statement (3 of the 4 key statements remain).
+REARRANGED_DICE = RENAMED_DICE.replace("    positive = size.clamp(min=1)\n", "").replace(
+    "2 * common / positive", "2 * common / size.clamp(min=1)")
+
+
+def make_dice_kit(root, helper: str):
+    make_kit(root)
+    (root / "labkit" / "metrics.py").write_text(DICE_TODO)
+    (root / "labkit" / "viz.py").write_text(helper)
+
+
+@pytest.mark.parametrize("helper, found", [(RENAMED_DICE, 4), (REARRANGED_DICE, 3)], ids=["renamed", "rearranged"])
+def test_reimplementation_scan_names_a_renamed_copy_of_a_todo_in_another_module(tmp_path, helper, found):
+    make_dice_kit(tmp_path / "kit", helper)
+    with pytest.raises(LeakError) as caught:
+        build_student_edition(tmp_path / "kit", tmp_path / "student")
+    assert str(caught.value).splitlines() == [
+        "student edition computes a TODO's answer outside the TODO:",
+        "  labkit/viz.py: overlap_quality() computes what labkit/metrics.py's TODO dice_score() asks "
+        f"({found} of its 4 key statements)"]
+
+
+def test_the_line_scan_alone_misses_the_renamed_copy(tmp_path):
+    """Why the release runs scan_for_reimplementations: no solution line survives the renaming."""
+    make_dice_kit(tmp_path / "kit", "")
+    release = build_student_edition(tmp_path / "kit", tmp_path / "student")
+    (tmp_path / "student" / "labkit" / "viz.py").write_text(RENAMED_DICE)
+    scan_for_leaks(tmp_path / "student", release.secret_lines())              # blind to it
+    with pytest.raises(LeakError, match="overlap_quality"):
+        scan_for_reimplementations(tmp_path / "student", release.solutions)
+
+
+def test_reimplementation_scan_keeps_functions_that_share_a_statement_or_two(tmp_path):
+    """Flattening masks, or summing a product, is in many functions: a few common statements are no answer."""
+    helper = textwrap.dedent('''
+        def foreground_fraction(a):
+            left = (a != 0).flatten(1).float()
+            return left.mean(dim=1)
+
+
+        def overlap_count(a, b):
+            left = (a != 0).flatten(1).float()
+            return (left * (b != 0).flatten(1).float()).sum(dim=1)
+    ''')
+    make_dice_kit(tmp_path / "kit", helper)
+    release = build_student_edition(tmp_path / "kit", tmp_path / "student")    # no LeakError
+    assert release.stubs == 2  # dice_score() and the notebook's cell
+    assert find_reimplementations(tmp_path / "student", release.solutions) == []
+
+
+def test_key_statements_ignore_names_docstrings_and_statements_too_small_to_say_anything():
+    first = key_statements(ast.parse('"""Doc."""\nscore = 2.0 * hits / total.clamp(min=1)\nreturn self.conv(x)\n').body)
+    second = key_statements(ast.parse("out = 2 * tp / denom.clamp(min=1)").body)
+    assert first == second and len(first) == 1
+
+
+@pytest.fixture(scope="module")
+def real_edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    return out, build_student_edition(REPO_ROOT, out)  # runs every scan: no LeakError
+
+
+def test_the_real_edition_passes_the_reimplementation_scan_and_every_todo_is_fingerprinted(real_edition):
+    out, release = real_edition
+    scan_for_reimplementations(out, release.solutions)
+    python_todos = [s for s in release.solutions if s.where.endswith(".py")]
+    assert len(python_todos) >= 10
+    for solution in python_todos:   # each TODO has a statement the scan can recognise
+        assert key_statements(ast.parse(solution.source).body), f"{solution.where} {solution.name}"
+
+
+def test_accepted_reimplementations_are_exactly_what_the_real_edition_ships(real_edition):
+    """The list cannot go stale or hide a new copy: an entry no longer found, or a new one, fails here."""
+    out, release = real_edition
+    found = {(where, name, solution.where, solution.name)
+             for where, name, solution, _, _ in find_reimplementations(out, release.solutions)}
+    assert found == set(ACCEPTED_REIMPLEMENTATIONS)

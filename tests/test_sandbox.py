@@ -202,3 +202,37 @@ def test_fake_verdict_on_stdout_is_only_student_output(tmp_path, weights):
     assert "Final IoU = 0.999999" in result.log_tail          # kept as the student's output, never parsed
     assert result.macs == 0 and result.size_bytes == 0        # measured, not the fake frame's 1
     assert not logits.any()                                   # the parent scores these zeros itself
+
+
+# ----------------------------------------------------------------------------- the wire: one framing, both sides
+def test_both_sides_frame_with_the_one_wire_module_and_it_needs_only_the_standard_library():
+    import subprocess
+    import sys
+
+    from labkit.grading import sandbox, sandbox_child, sandbox_wire
+    assert sandbox.send is sandbox_wire.send and sandbox.receive is sandbox_wire.receive
+    assert sandbox_child.send is sandbox_wire.send and sandbox_child.receive is sandbox_wire.receive
+    probe = ("import sys, labkit.grading.sandbox_wire; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('torch', 'numpy') or m.startswith('labkit.') and m not in ('labkit.version', 'labkit.grading', "
+             "'labkit.grading.sandbox_wire')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"   # the child imports it before anything heavy, and keeps it after hiding labkit
+
+
+def test_a_frame_is_read_whole_and_never_a_byte_of_the_next():
+    from labkit.grading.sandbox_wire import receive, send
+    read_fd, write_fd = os.pipe()
+    try:
+        send(write_fd, {"op": "logits", "shape": [1, 1, 2, 2]}, np.arange(4, dtype=np.float32).tobytes())
+        send(write_fd, {"op": "ready", "macs": 7})
+        header, payload = receive(read_fd, max_payload=16, timeout_s=5)
+        assert header["op"] == "logits" and np.frombuffer(payload, np.float32).tolist() == [0, 1, 2, 3]
+        assert receive(read_fd, timeout_s=5) == ({"op": "ready", "macs": 7, "nbytes": 0}, b"")
+        with pytest.raises(TimeoutError):   # nothing more: the deadline, not a hang
+            receive(read_fd, timeout_s=0.2)
+        send(write_fd, {"op": "logits"}, b"\0" * 32)
+        with pytest.raises(ValueError, match="payload of 32 bytes"):   # more than the parent expects
+            receive(read_fd, max_payload=16, timeout_s=5)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

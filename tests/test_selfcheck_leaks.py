@@ -11,7 +11,7 @@ import pytest
 
 from labkit.paths import REPO_ROOT
 from labkit.selfcheck.recorded import RECORDED_DIR
-from labkit.tools.release import build_student_edition
+from labkit.tools.release import build_student_edition, find_reimplementations
 
 # What a reference implementation of a TODO would call: the ops of the solutions, by attribute name.
 REFERENCE_OPS = {"cat", "conv1d", "conv2d", "batch_norm", "sigmoid", "relu", "interpolate", "pad_to_match",
@@ -64,3 +64,26 @@ def test_the_edition_ships_the_recorded_values_but_not_the_recorder(edition):
 
 def test_the_scan_sees_a_reference_forward():
     assert called_names("expected = torch.relu(block.bn2(x)) + F.interpolate(x)") >= {"relu", "interpolate"}
+
+
+def test_no_function_of_the_editions_selfcheck_code_computes_what_a_todo_asks(edition):
+    out, release = edition
+    found = [(where, name, solution.name) for where, name, solution, _, _ in find_reimplementations(out, release.solutions)
+             if where.startswith("labkit/selfcheck/")]
+    assert found == []
+
+
+def test_check_decoder_block_compares_with_the_recorded_output_not_a_formula(tmp_path, monkeypatch, capsys):
+    """A check that re-derived DecoderBlock.forward would not notice a changed recording; this one fails."""
+    from labkit.selfcheck import module_case, segmentation
+    from labkit.selfcheck.recorded import load_case, save_case
+    from labkit.selfcheck.report import SelfCheckFailure
+
+    assert segmentation.check_decoder_block()                       # the solution against the recording
+    case = load_case("decoder_block")
+    case.expected["out"] = case.expected["out"] + 0.5
+    save_case("decoder_block", case, folder=tmp_path)
+    monkeypatch.setattr(module_case, "load_case",
+                        lambda name: load_case(name, folder=tmp_path if name == "decoder_block" else RECORDED_DIR))
+    with pytest.raises(SelfCheckFailure, match="differs from the course's by 5.0e-01"):
+        segmentation.check_decoder_block()

@@ -35,12 +35,12 @@ def test_double_conv_in_another_layout_fails_naming_the_first_key(monkeypatch):
 
 
 def test_qparams_that_do_not_include_zero_fail(monkeypatch):
-    import labkit.quant.manual as manual
+    import labkit.quant.affine as affine
 
     def no_zero(min_val, max_val, *, quant_min=0, quant_max=255):
         scale = (max_val - min_val) / (quant_max - quant_min)
         return scale, (quant_min - torch.round(min_val / scale)).to(torch.int32)
-    monkeypatch.setattr(manual, "affine_qparams", no_zero)
+    monkeypatch.setattr(affine, "affine_qparams", no_zero)
     with pytest.raises(AssertionError, match="include 0"):
         selfcheck.check_affine_qparams()
 
@@ -137,18 +137,18 @@ def test_pruning_selfchecks_pass_on_the_reference_solution(capsys):
 def test_prune_to_that_counts_biases_and_batchnorm_fails_on_the_exact_count(monkeypatch):
     import math
 
-    import labkit.prune as prune
+    from labkit.prune import magnitude
     from torch.nn.utils import prune as torch_prune
 
-    def counts_every_parameter(model, target, *, light_layers=prune.DEFAULT_LIGHT_LAYERS):
-        ranked = [layer for name, layer in prune.prunable_layers(model).items()]
+    def counts_every_parameter(model, target, *, light_layers=magnitude.DEFAULT_LIGHT_LAYERS):
+        ranked = [layer for name, layer in magnitude.prunable_layers(model).items()]
         total = sum(p.numel() for p in model.parameters())          # the mistake: biases and BN too
-        already = sum(int((prune.effective_weight(layer) == 0).sum()) for layer in ranked)
+        already = sum(int((magnitude.effective_weight(layer) == 0).sum()) for layer in ranked)
         torch_prune.global_unstructured([(layer, "weight") for layer in ranked],
                                         pruning_method=torch_prune.L1Unstructured,
                                         amount=math.ceil(target * total) - already)
-        return prune.course_sparsity(model)
-    monkeypatch.setattr(prune, "prune_to", counts_every_parameter)
+        return magnitude.course_sparsity(model)
+    monkeypatch.setattr(magnitude, "prune_to", counts_every_parameter)
     with pytest.raises(AssertionError, match="count only Conv2d/Linear .weight"):
         selfcheck.check_prune_to()
 
@@ -156,54 +156,54 @@ def test_prune_to_that_counts_biases_and_batchnorm_fails_on_the_exact_count(monk
 def test_prune_to_that_prunes_each_layer_on_its_own_fails_on_the_global_ranking(monkeypatch):
     import math
 
-    import labkit.prune as prune
+    from labkit.prune import magnitude
     from torch.nn.utils import prune as torch_prune
 
-    def per_layer(model, target, *, light_layers=prune.DEFAULT_LIGHT_LAYERS):
-        layers = prune.prunable_layers(model)
+    def per_layer(model, target, *, light_layers=magnitude.DEFAULT_LIGHT_LAYERS):
+        layers = magnitude.prunable_layers(model)
         for name, fraction in light_layers.items():
             torch_prune.l1_unstructured(layers[name], "weight", amount=math.ceil(fraction * layers[name].weight.numel()))
         total = sum(layer.weight.numel() for layer in layers.values())
         ranked = [layer for name, layer in layers.items() if name not in light_layers]
-        missing = math.ceil(target * total) - sum(int((prune.effective_weight(l) == 0).sum()) for l in layers.values())
+        missing = math.ceil(target * total) - sum(int((magnitude.effective_weight(l) == 0).sum()) for l in layers.values())
         sizes = [layer.weight.numel() for layer in ranked]
         shares = [missing * size // sum(sizes) for size in sizes]
         shares[-1] += missing - sum(shares)                        # the right total, the wrong ranking
         for layer, share in zip(ranked, shares):
             torch_prune.l1_unstructured(layer, "weight", amount=share)
-        return prune.course_sparsity(model)
-    monkeypatch.setattr(prune, "prune_to", per_layer)
+        return magnitude.course_sparsity(model)
+    monkeypatch.setattr(magnitude, "prune_to", per_layer)
     with pytest.raises(AssertionError, match="rank the layers that are not light together"):
         selfcheck.check_prune_to()
 
 
 def test_prune_to_that_removes_its_masks_fails(monkeypatch):
-    import labkit.prune as prune
-    solution = prune.prune_to
+    from labkit.prune import magnitude
+    solution = magnitude.prune_to
 
     def removes_masks(model, target, **kwargs):
         sparsity = solution(model, target, **kwargs)
-        prune.make_permanent(model)                                 # the mistake: masks gone mid-schedule
+        magnitude.make_permanent(model)                             # the mistake: masks gone mid-schedule
         return sparsity
-    monkeypatch.setattr(prune, "prune_to", removes_masks)
+    monkeypatch.setattr(magnitude, "prune_to", removes_masks)
     with pytest.raises(AssertionError, match="no weight_mask"):
         selfcheck.check_prune_to()
 
 
 def test_iterative_prune_that_keeps_a_round_below_the_floor_fails(monkeypatch):
-    import labkit.prune as prune
-    monkeypatch.setattr(prune, "_restore", lambda model, snapshot: None)   # never goes back
+    from labkit.prune import magnitude
+    monkeypatch.setattr(magnitude, "_restore", lambda model, snapshot: None)   # never goes back
     with pytest.raises(AssertionError, match="not undone"):
         selfcheck.check_iterative_prune()
 
 
 def test_iterative_prune_that_fine_tunes_without_masks_fails(monkeypatch):
-    import labkit.prune as prune
-    solution = prune.fine_tune
+    from labkit.prune import magnitude
+    solution = magnitude.fine_tune
 
     def unmasked_fine_tune(model, train_loader, **kwargs):
-        prune.make_permanent(model)                                 # the mistake: zeros free to move
+        magnitude.make_permanent(model)                             # the mistake: zeros free to move
         return solution(model, train_loader, **kwargs)
-    monkeypatch.setattr(prune, "fine_tune", unmasked_fine_tune)
+    monkeypatch.setattr(magnitude, "fine_tune", unmasked_fine_tune)
     with pytest.raises(AssertionError, match="FAIL"):
         selfcheck.check_iterative_prune()

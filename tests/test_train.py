@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from labkit.evaluate import evaluate_classification
 from labkit.metrics import dice_score
-from labkit.train import fit, resume_checkpoint, write_checkpoint
+from labkit.train import fit, make_scheduler, resume_checkpoint, write_checkpoint
 
 
 def _fit(model, loader, checkpoint_dir, epochs, **kwargs):
@@ -305,3 +305,34 @@ def test_a_checkpoint_written_on_cuda_resumes_on_the_cpu_and_says_so(tiny_loader
                  resume=True, progress=False, log=lines.append)
     assert [row["epoch"] for row in result["history"]] == [1, 2]
     assert any("written on cuda and resumes on cpu" in line for line in lines), lines
+
+
+def _learning_rates(schedule, *, epochs=2, steps_per_epoch=10, lr=0.1, **options):
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=lr)
+    scheduler, per_step = make_scheduler(optimizer, schedule, epochs=epochs, lr=lr, steps_per_epoch=steps_per_epoch,
+                                         **options)
+    rates = []
+    for _ in range(epochs * steps_per_epoch if per_step else epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates, per_step
+
+
+def test_the_step_schedule_keeps_the_rate_then_a_tenth_for_the_last_30_percent_of_the_steps():
+    rates, per_step = _learning_rates("step", epochs=2, steps_per_epoch=10)
+    assert per_step and rates == pytest.approx([0.1] * 14 + [0.01] * 6)
+
+
+@pytest.mark.parametrize("pct_start, peak_step", [(0.2, 3), (0.1, 1)])
+def test_onecycle_warms_up_over_pct_start_of_the_steps_then_anneals(pct_start, peak_step):
+    rates, per_step = _learning_rates("onecycle", pct_start=pct_start)
+    assert per_step and max(rates) == pytest.approx(0.1) and rates.index(max(rates)) == peak_step
+    assert rates[-1] < 1e-3 and rates == sorted(rates[:peak_step + 1]) + sorted(rates[peak_step + 1:], reverse=True)
+
+
+def test_cosine_steps_per_epoch_and_an_unknown_schedule_names_the_choices():
+    rates, per_step = _learning_rates("cosine", epochs=2)
+    assert not per_step and rates == pytest.approx([0.1, 0.05])
+    with pytest.raises(ValueError, match="cosine, onecycle, step"):
+        _learning_rates("linear")

@@ -34,6 +34,7 @@ bilinearly; labels are resized with nearest neighbour so they stay categories.
 Example (a synthetic set written in both layouts from the same scenes)::
 
     >>> import tempfile
+    >>> from labkit.data.cityscapes_fixture import make_fixture
     >>> root = make_fixture(tempfile.mkdtemp(), n_train=4, n_val=2, size=(32, 64))
     >>> official = Cityscapes8(root, "training", layout="official", image_size=(32, 64))
     >>> course = Cityscapes8(root, "training", layout="course", image_size=(32, 64))
@@ -154,7 +155,7 @@ def _how_to_get(root: Path) -> str:
               "https://www.cityscapes-dataset.com/login/ first (the links above then work in a "
               "browser). The course's own copy (ROOT/training/image/0000.png + "
               "ROOT/training/semantic_rgb/0000.png, same for validation) works as well."
-              f"\nFor a small synthetic stand-in: labkit.data.cityscapes.make_fixture({str(root)!r}).")
+              f"\nFor a small synthetic stand-in: labkit.data.cityscapes_fixture.make_fixture({str(root)!r}).")
 
 
 def check_root(root: str | Path) -> Path:
@@ -168,7 +169,7 @@ def check_root(root: str | Path) -> Path:
 def detect_layout(root: str | Path) -> str:
     """``"official"`` or ``"course"``, from the folders present; raises `DatasetNotFoundError`.
 
-    When both are present (as in `make_fixture`'s output), the official layout wins.
+    When both are present (as in `labkit.data.cityscapes_fixture.make_fixture`'s output), the official layout wins.
     """
     root = Path(root)
     if (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir():
@@ -398,9 +399,3 @@ def random_flip_scale_crop(image: torch.Tensor, label: torch.Tensor, *,
     top = int(torch.randint(0, new_height - height + 1, ()))
     left = int(torch.randint(0, new_width - width + 1, ()))
     return image[:, top:top + height, left:left + width], label[top:top + height, left:left + width]
-
-
-def make_fixture(root: str | Path, **kwargs) -> Path:
-    """A small synthetic street-scene set in both layouts; see :mod:`labkit.data.cityscapes_fixture`."""
-    from labkit.data.cityscapes_fixture import make_fixture as write_fixture
-    return write_fixture(root, **kwargs)

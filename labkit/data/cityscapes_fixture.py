@@ -2,7 +2,15 @@
 
 The scenes are learnable on purpose (sky on top, buildings, road at the bottom, cars, people,
 poles and signs, vegetation) so a SMOKE run can assert that a tiny model learned something.
-Use it through :func:`labkit.data.cityscapes.make_fixture`.
+It sits above :mod:`labkit.data.cityscapes` (it uses the class table and the layouts from there); the
+reader never imports it. Call :func:`make_fixture` from here.
+
+Example:
+    >>> import tempfile
+    >>> from labkit.data.cityscapes import Cityscapes8
+    >>> root = make_fixture(tempfile.mkdtemp(), n_train=2, n_val=1, size=(32, 64))
+    >>> [len(Cityscapes8(root, split, image_size=(32, 64))) for split in ("training", "validation")]
+    [2, 1]
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """What every check script shares: arguments, exit codes, the verdict line and ``--json`` output.
 
-Exit codes (design.md, checks contract):
-    0 goals achieved, 1 evaluated but below a goal, 2 invalid submission, 3 environment problem.
-These constants are the one source: ``limits.py``, ``sandbox.py`` and ``batch.py`` import them.
+Exit codes (design.md, checks contract): ``EXIT_PASSED`` 0, ``EXIT_BELOW_GOAL`` 1, ``EXIT_INVALID`` 2,
+``EXIT_ENVIRONMENT`` 3. They are defined in :mod:`labkit.grading.exits` (beneath this module and
+``limits``, which says what each means) and importable from here.
 
 Every check caps its own address space first (``--memory``, default ``DEFAULT_MEMORY_BYTES``), reads
 the submitted file through :func:`read_submission` (declarations inspected before torch.load) and
@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from labkit.download import DatasetNotFoundError
-from labkit.io import SubmissionError, load_into, load_state_dict_file
-
-EXIT_PASSED, EXIT_BELOW_GOAL, EXIT_INVALID, EXIT_ENVIRONMENT = 0, 1, 2, 3
+from labkit.grading.exits import EXIT_BELOW_GOAL, EXIT_ENVIRONMENT, EXIT_INVALID, EXIT_PASSED, EnvironmentProblem
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB, apply_memory_cap, parse_memory
+from labkit.io import SubmissionError, load_into, state_dict_of
+from labkit.torch_file import FLOAT_DTYPES, Limits, inspect_torch_file
 
 
 @dataclass
@@ -61,12 +62,13 @@ LOAD_FAILED = ("Failed to load your model! This may due to your file doesn't exi
 def read_submission(path, *, allowed_dtypes: tuple | None = None, notes: list | None = None) -> dict:
     """The submitted state_dict ``{name: tensor}`` on the CPU, or a ``SubmissionError`` (exit 2).
 
-    First the file is inspected by its declarations only (``limits.inspect_torch_file``: zip layout,
-    CRCs, the globals data.pkl names, each tensor's dtype and size against its storage), so a memory
-    bomb or a pickled object is refused before torch reads a byte; then
-    ``torch.load(weights_only=True, map_location="cpu")`` with labkit's plain-language checks.
-    ``allowed_dtypes``: ``limits.FLOAT_DTYPES`` (default), ``QUANTIZED_DTYPES`` (torch.ao INT8) or
-    ``COURSE_INT8_DTYPES`` (the course's hand-quantized ResNet-20).
+    The file is inspected once, by its declarations only (``labkit.torch_file.inspect_torch_file``:
+    zip layout, CRCs, the globals data.pkl names, each tensor's dtype and size against its storage),
+    so a memory bomb or a pickled object is refused before torch reads a byte; then
+    ``torch.load(weights_only=True, map_location="cpu")`` without a second inspection
+    (``labkit.io.state_dict_of``: NaN/Inf refused, fp16/bf16 as float32).
+    ``allowed_dtypes``: ``FLOAT_DTYPES`` (default), ``QUANTIZED_DTYPES`` (torch.ao INT8) or
+    ``COURSE_INT8_DTYPES`` (the course's hand-quantized ResNet-20), all in ``labkit.torch_file``.
 
     Example:
         >>> import tempfile, torch
@@ -75,11 +77,10 @@ def read_submission(path, *, allowed_dtypes: tuple | None = None, notes: list | 
         >>> sorted(read_submission(path))
         ['bias', 'weight']
     """
-    from labkit.grading.limits import FLOAT_DTYPES, Limits, inspect_torch_file
     notes = notes if notes is not None else []
     report = inspect_torch_file(path, Limits(allowed_dtypes=tuple(allowed_dtypes or FLOAT_DTYPES)))
     notes.extend(report.notes)
-    return load_state_dict_file(path, notes=[])  # its CUDA note repeats the inspection's
+    return state_dict_of(report, notes=None)  # the checks never showed the fp16 -> float32 note
 
 
 class _GuardedBatches:
@@ -96,7 +97,6 @@ class _GuardedBatches:
         return self.loader.dataset
 
     def __iter__(self):
-        from labkit.grading.limits import EnvironmentProblem
         batches = iter(self.loader)
         while True:
             try:
@@ -128,7 +128,6 @@ def dataset_batches(build_loader: Callable[[], object], *, where) -> _GuardedBat
         >>> len(batches), [b[0].shape[0] for b in batches]
         (2, [2, 2])
     """
-    from labkit.grading.limits import EnvironmentProblem
     try:
         loader = build_loader()
     except DatasetNotFoundError:
@@ -176,7 +175,6 @@ def common_parser(description: str, *, batch_size: int | None = None) -> argpars
         >>> common_parser("demo", batch_size=128).parse_args(["--path", "m.pt"]).batch_size
         128
     """
-    from labkit.grading.limits import DEFAULT_MEMORY_BYTES, GiB
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--path", required=True, help="the submitted state_dict file (.pt/.pth)")
     parser.add_argument("--data", default=None, help="dataset root (default: the course's location)")
@@ -233,7 +231,6 @@ def run_check(task: str, parser: argparse.ArgumentParser,
         (0, 'fine\\n')
     """
     from labkit.device import DeviceUnusable, device_fault, probe_device
-    from labkit.grading.limits import EnvironmentProblem, apply_memory_cap, parse_memory
     args = parser.parse_args(argv)
     cap_notes = []
     if (argv is None if cap_memory is None else cap_memory) and getattr(args, "memory", None) is not None:

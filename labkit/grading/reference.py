@@ -6,16 +6,32 @@ student's code: before the TODO is written the check could not run, after it a w
 that returns 1.0) would give a wrong verdict. So every number a check reports is computed here,
 in a module that ships unchanged in the student edition and that no lab asks students to edit:
 
-    Dice (per image, averaged)      -> :func:`dice_per_image`, :func:`evaluate_segmentation`
+    Dice (per image, averaged)      -> :func:`evaluate_segmentation` (:func:`binary_confusion`,
+                                       :func:`dice_from_confusion`)
     confusion-matrix mIoU           -> :func:`confusion_matrix`, :func:`scores_from_confusion`,
                                        :func:`evaluate_multiclass_segmentation`
     top-1 accuracy (%)              -> :func:`evaluate_classification`
     the course's sparsity (%)       -> :func:`course_sparsity`
 
-The semantics are the solution's (``labkit.metrics``, ``labkit.evaluate``, ``labkit.prune``), but
-the code is written a second time, differently (Dice from TP/FP/FN counts, not from the
-intersection formula), so the kit's tests (``test_reference_metrics``) can cross-check the two. Core labkit
-keeps its own versions for training and the notebooks (core must not import grading).
+The semantics are the solution's (``labkit.metrics``, ``labkit.evaluate``, ``labkit.prune.magnitude``), but
+the code is written a second time, differently, so the kit's tests (``test_reference_metrics``) can
+cross-check the two. Core labkit keeps its own versions for training and the notebooks (core must
+not import grading).
+
+Why Dice is measured from confusion counts. This module ships in the student edition (the edition's
+checks import it, and a check must not depend on the student's code), so it must not hand out the
+answer to the ``dice_score`` TODO. A function "masks (N, H, W) or (N, 1, H, W) in, one Dice per
+image out, 1.0 when both are empty" would be exactly that TODO's contract, ready to copy or call.
+What is here instead is the grader's view, the way torchvision's ``ConfusionMatrix`` and the
+course's Cityscapes running score measure: :func:`binary_confusion` takes a model's *logits* and
+the masks and counts, per image, each (target, predicted) pair with one ``bincount``; and
+:func:`dice_from_confusion` reads Dice off those counts as ``2 TP / (2 TP + FP + FN)``, the
+textbook definition, with the course's convention that an image with nothing to find and nothing
+found (no TP, FP or FN) scores 1.0. The TODO teaches something else: mask arithmetic per image
+(overlap, sizes, the empty case, the reduction), which no function here does. The numbers are
+those of the intersection formula, and the tests check it on hand-computed masks.
+(Keeping this module out of the edition was the other choice: then the edition's checks could not
+run, or would have to measure with the student's ``dice_score``.)
 
 The models a check builds. ``resnet20`` and ``QuantizedResNet20`` contain no TODO. ``UNet``,
 ``ResNet34UNet`` and ``EfficientUNet`` are built from layers students write (``DoubleConv``,
@@ -25,11 +41,13 @@ own model code. Only the measuring is never theirs. While such a layer is still 
 refuses with :func:`refuse_student_todos`: it names the file and function and says the file was
 not judged (exit 3). The TA's check runs from the course's copy, which has every layer.
 
-Example:
+Example (image 0: TP 1, FP 1, FN 0 -> 2/3; image 1: nothing to find, nothing found -> 1.0):
     >>> import torch
-    >>> pred = torch.tensor([[[1, 1], [0, 0]], [[0, 0], [0, 0]]])
-    >>> true = torch.tensor([[[1, 0], [0, 0]], [[0, 0], [0, 0]]])
-    >>> [round(x, 4) for x in dice_per_image(pred, true).tolist()]   # 2*1/(2+1); both empty -> 1.0
+    >>> logits = torch.tensor([[[[2.0, 0.5], [-1.0, -3.0]]], [[[-1.0, -1.0], [-2.0, -1.0]]]])
+    >>> masks = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[0.0, 0.0], [0.0, 0.0]]]])
+    >>> binary_confusion(logits, masks)[0].tolist()   # [target][predicted]
+    [[2, 1], [0, 1]]
+    >>> [round(x, 4) for x in dice_from_confusion(binary_confusion(logits, masks)).tolist()]
     [0.6667, 1.0]
     >>> scores_from_confusion(confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), 2))["mIoU"]
     0.5
@@ -49,36 +67,37 @@ from labkit.device import resolve_device
 # ----------------------------------------------------------------------------- binary segmentation
 
 
-def foreground(logits: torch.Tensor) -> torch.Tensor:
-    """Boolean foreground mask of one-channel logits: a pixel is foreground when its logit is > 0."""
-    return logits > 0
+def binary_confusion(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per-image confusion counts of a one-logit model, int64 ``(N, 2, 2)``: ``[image, target, predicted]``.
 
-
-def dice_per_image(prediction: torch.Tensor, target: torch.Tensor, *, empty_score: float = 1.0) -> torch.Tensor:
-    """Dice of each image, ``2 TP / (2 TP + FP + FN)``, as a float64 tensor ``(N,)``.
-
-    ``prediction`` and ``target``: masks of the same shape ``(N, H, W)`` or ``(N, 1, H, W)``; any
-    non-zero value is foreground. An image where both masks are empty scores ``empty_score`` (1.0,
-    as labkit's convention: nothing to find, nothing found).
+    ``logits``: the model's output ``(N, 1, H, W)`` (a pixel is predicted foreground when its logit is
+    > 0); ``masks``: ``(N, 1, H, W)``, any non-zero value is foreground. One ``bincount`` over
+    ``4 * image + 2 * target + predicted``, as torchvision's ``ConfusionMatrix`` does for one image.
     """
-    if prediction.shape != target.shape or prediction.dim() < 3:
-        raise ValueError(f"expected two masks of the same shape (N, H, W) or (N, 1, H, W), got "
-                         f"{tuple(prediction.shape)} and {tuple(target.shape)}")
-    predicted = prediction.reshape(prediction.shape[0], -1) != 0
-    actual = target.reshape(target.shape[0], -1) != 0
-    true_positive = (predicted & actual).sum(dim=1, dtype=torch.float64)
-    false_positive = (predicted & ~actual).sum(dim=1, dtype=torch.float64)
-    false_negative = (~predicted & actual).sum(dim=1, dtype=torch.float64)
+    if logits.shape != masks.shape:
+        raise ValueError(f"the model returned {tuple(logits.shape)} for masks {tuple(masks.shape)}; a "
+                         "binary model returns ONE logit channel (N, 1, H, W) of the input's size")
+    images = logits.shape[0]
+    image = torch.arange(images).repeat_interleave(logits.shape[1:].numel())
+    pairs = 4 * image + 2 * (masks.reshape(-1) != 0).long() + (logits.reshape(-1) > 0).long()
+    return torch.bincount(pairs, minlength=4 * images).view(images, 2, 2)
+
+
+def dice_from_confusion(confusion: torch.Tensor, *, nothing_to_find: float = 1.0) -> torch.Tensor:
+    """Dice of each image from its confusion counts (:func:`binary_confusion`), float64 ``(N,)``.
+
+    ``2 TP / (2 TP + FP + FN)``; an image without TP, FP or FN (empty target, nothing predicted)
+    scores ``nothing_to_find`` (1.0, the course's convention; every Pet image has a pet).
+    """
+    counts = confusion.to(torch.float64)
+    true_positive, false_positive, false_negative = counts[:, 1, 1], counts[:, 0, 1], counts[:, 1, 0]
     denominator = 2 * true_positive + false_positive + false_negative
-    scores = torch.full_like(denominator, float(empty_score))
-    counted = denominator > 0
-    scores[counted] = 2 * true_positive[counted] / denominator[counted]
-    return scores
+    return torch.where(denominator > 0, 2 * true_positive / denominator.clamp(min=1), nothing_to_find)
 
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, loader, *, device="auto") -> dict:
-    """Mean per-image Dice of a one-logit model: ``{"dice": float, "per_image_dice": (N,) tensor}``.
+    """Mean per-image Dice of a one-logit model: ``{"dice": float, "per_image_dice": (N,) float64 tensor}``.
 
     ``loader`` yields ``(images (N, 3, H, W), masks (N, 1, H, W))``; the model returns ``(N, 1, H, W)``.
     """
@@ -86,11 +105,7 @@ def evaluate_segmentation(model: nn.Module, loader, *, device="auto") -> dict:
     model.eval().to(device)
     per_image = []
     for images, masks in loader:
-        logits = model(images.to(device)).cpu()
-        if logits.shape != masks.shape:
-            raise ValueError(f"the model returned {tuple(logits.shape)} for masks {tuple(masks.shape)}; a "
-                             "binary model returns ONE logit channel (N, 1, H, W) of the input's size")
-        per_image.append(dice_per_image(foreground(logits), masks))
+        per_image.append(dice_from_confusion(binary_confusion(model(images.to(device)).cpu(), masks)))
     if not per_image:
         raise ValueError("the evaluation loader is empty; check the dataset root and split")
     scores = torch.cat(per_image)

@@ -18,10 +18,14 @@ bubblewrap (``bwrap``, Debian package ``bubblewrap``):
 
 Without bwrap (Colab, a container without user namespaces) the child runs with the limits only
 and every result says ``isolation: "limits-only"``. The child receives image batches and returns
-logits over two pipes of its own (a length-prefixed JSON header + raw float32 bytes, never a
-pickle); the student's prints go to a capped log that is never parsed. MACs and size are measured
+logits over two pipes of its own (:mod:`labkit.grading.sandbox_wire`: a length-prefixed JSON header
++ raw float32 bytes, never a pickle); the student's prints go to a capped log that is never parsed. MACs and size are measured
 in the child with labkit's counters (``labkit.profile``), captured before the student's code is
 imported and fingerprinted before and after.
+
+Two classes: :class:`SandboxProcess` is the child process (staged copy, bubblewrap command, limits,
+timeouts, why it ended); :class:`SandboxedModel` is the model in it (the ready handshake with its
+measurements, ``predict``, and what the child's error frames mean for the student).
 
 Example (a TA's check; ``images`` an (N, 3, H, W) float32 array)::
 
@@ -36,7 +40,6 @@ import json
 import os
 import resource
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -49,11 +52,12 @@ from pathlib import Path
 import numpy as np
 
 from labkit.download import sha256sum
-from labkit.grading.contract import EXIT_ENVIRONMENT, EXIT_INVALID
-from labkit.grading.limits import DEFAULT_MEMORY_BYTES, MiB, EnvironmentProblem, FileRefused, _mib
+from labkit.grading.exits import EXIT_ENVIRONMENT, EXIT_INVALID, EnvironmentProblem
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES
 from labkit.grading.network_faults import clean, explain
 from labkit.grading.sandbox_budget import gpu_device_args
-from labkit.grading.sandbox_child import DETAIL_CHARS
+from labkit.grading.sandbox_wire import DETAIL_CHARS, receive, send
+from labkit.torch_file import FileRefused, MiB, _mib
 
 TRUST_BOUNDARY = (
     "Trusted: this grading process (it keeps the labels and computes the metric from the logits the "
@@ -61,7 +65,6 @@ TRUST_BOUNDARY = (
     "and the MACs/size counted there with labkit's counters, which were loaded before network.py and "
     "fingerprinted before and after; code that defeats the fingerprint could still report other numbers, "
     "so a TA should read the network.py of a ranked Task 2 entry.")
-MAX_HEADER_BYTES = 65536
 SANDBOX_ROOT_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
                       "/etc/nsswitch.conf", "/etc/passwd", "/etc/group")
 
@@ -227,35 +230,24 @@ def _owner(path: str) -> int | None:
         return None
 
 
-class SandboxedModel:
-    """A student's model running in a sandboxed child; use as a context manager (see module docstring).
+class SandboxProcess:
+    """The sandbox's child process: its staged copy, command, limits and pipes, and why it ended.
 
-    Args:
-        network: path of the student's ``network.py`` (defines ``load_model(path)``).
-        model_path: the weights file handed to ``load_model``.
-        input_size: the (1, 3, H, W) input MACs are counted on (the course: (1, 3, 256, 512)).
-        config: limits and isolation (:class:`SandboxConfig`).
-        max_classes: largest channel count accepted in the returned logits.
+    Knows processes, not models: :meth:`launch` starts ``python -m labkit.grading.sandbox_child`` (in
+    bubblewrap, or with limits only), :meth:`_frame` reads one :mod:`~labkit.grading.sandbox_wire`
+    frame under a deadline or records why none came (wall clock, CPU time, file size, a crash, a
+    malformed frame), :meth:`close` reaps the child with its peak memory and log tail. ``result``
+    (:class:`SandboxResult`) holds the first failure; :class:`SandboxedModel` says what frames mean.
     """
 
-    def __init__(self, network, model_path, *, input_size=(1, 3, 256, 512), config: SandboxConfig | None = None,
-                 max_classes: int = 256):
+    def __init__(self, network, model_path, config: SandboxConfig | None = None):
         self.network, self.model_path = Path(network), Path(model_path)
-        self.input_size, self.max_classes = tuple(input_size), max_classes
         self.config = config or SandboxConfig()
         self.child = None
         self.result = None
 
-    # ---------------------------------------------------------------- life cycle
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def start(self) -> SandboxResult:
+    def launch(self, child_config: dict) -> None:
+        """Check and stage the files, then start the child with ``child_config`` plus paths, limits and fds."""
         for path, what in ((self.network, "network.py"), (self.model_path, "weights file")):
             if not path.is_file():
                 raise FileRefused(f"{path.name}: the {what} is missing or not a file; hand in "
@@ -266,7 +258,7 @@ class SandboxedModel:
         self._started = time.monotonic()
         self.staging, network, model = _stage(self.network, self.model_path, self.config)
         self.log_path = self.staging / "child.log"
-        child_config = {"network": str(network), "model": str(model), "input_size": list(self.input_size),
+        child_config = {"network": str(network), "model": str(model), **child_config,
                         "threads": self.config.threads, "max_processes": self.config.max_processes,
                         "device": "cuda" if self.config.gpu else "cpu"}
         request_read, self.request_fd = os.pipe()
@@ -286,56 +278,6 @@ class SandboxedModel:
             os.close(answer_write)
         self._killer = threading.Timer(self.config.timeout_s, self._kill)
         self._killer.start()
-        ready = self._answer(timeout_s=self.config.start_timeout_s)
-        if ready is None:
-            return self.result
-        header, _ = ready
-        if header.get("op") == "ready":
-            fields = {"macs": int, "size_bytes": int, "params": int, "quantized": bool}
-            if not all(isinstance(header.get(k), t) for k, t in fields.items()) or min(
-                    header["macs"], header["size_bytes"], header["params"]) < 0:
-                self._fail(EXIT_INVALID, "the network process sent a malformed answer; was it tampered with?")
-            elif header.get("tampered") is not False:
-                self._fail(EXIT_INVALID, "your network.py changed labkit's MAC/size counters (labkit.profile) or "
-                                         "torch's module-call machinery; graders measure with the originals — "
-                                         "remove the patching")
-            else:
-                for key in fields:
-                    setattr(self.result, key, header[key])
-        return self.result
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 images -> (N, C, H, W) float32 logits from the sandboxed model.
-
-        Raises FileRefused (the model's fault: exit 2) when the child fails, times out or answers
-        anything but logits of the right shape.
-        """
-        if self.result is None or self.result.exit_code != 0:
-            raise FileRefused(self.result.message if self.result else "the sandbox was not started")
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
-        try:
-            _send(self.request_fd, {"op": "predict", "shape": list(images.shape)}, images.tobytes())
-        except OSError:
-            pass   # the child is gone; _answer says why
-        n, _, height, width = images.shape
-        answer = self._answer(timeout_s=self.config.timeout_s, max_payload=n * self.max_classes * height * width * 4)
-        if answer is None:
-            raise FileRefused(self.result.message)
-        header, payload = answer
-        shape = header.get("shape")
-        if (header.get("op") != "logits" or not isinstance(shape, list) or len(shape) != 4
-                or not all(isinstance(v, int) for v in shape) or shape[0] != n or shape[2:] != [height, width]
-                or not 1 <= shape[1] <= self.max_classes or len(payload) != 4 * int(np.prod(shape))):
-            self._fail(EXIT_INVALID, f"your model returned output of shape {shape}; expected logits of shape "
-                                     f"({n}, classes, {height}, {width}) for a ({n}, 3, {height}, {width}) batch")
-            raise FileRefused(self.result.message)
-        logits = np.frombuffer(payload, dtype=np.float32).reshape(shape)
-        if not np.isfinite(logits).all():
-            self._fail(EXIT_INVALID, "your model returned NaN or Inf logits")
-            raise FileRefused(self.result.message)
-        return logits
 
     def close(self) -> SandboxResult | None:
         if self.child is None:
@@ -359,7 +301,6 @@ class SandboxedModel:
         self.child = None
         return self.result
 
-    # ---------------------------------------------------------------- internals
     def _isolation(self) -> str:
         wanted = self.config.isolation
         if wanted == "limits-only":
@@ -431,70 +372,21 @@ class SandboxedModel:
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def _answer(self, *, timeout_s: float, max_payload: int = 1 << 20):
-        """One protocol frame from the child, or None after recording why there is none."""
-        import select
-        deadline = time.monotonic() + timeout_s
-        buffer = b""
-
-        def read(n):
-            nonlocal buffer
-            while len(buffer) < n:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.answer_fd], [], [], left)[0]:
-                    raise TimeoutError
-                chunk = os.read(self.answer_fd, min(1 << 20, max(n - len(buffer), 65536)))
-                if not chunk:
-                    raise EOFError
-                buffer += chunk
-            data, buffer = buffer[:n], buffer[n:]
-            return data
-
+    def _frame(self, *, timeout_s: float, max_payload: int):
+        """One frame from the child, or None after recording why there is none."""
         try:
-            (length,) = struct.unpack(">I", read(4))
-            if length > MAX_HEADER_BYTES:
-                raise ValueError
-            header = json.loads(read(length))
-            nbytes = header.get("nbytes") if isinstance(header, dict) else None
-            if not isinstance(nbytes, int) or not 0 <= nbytes <= max_payload:
-                raise ValueError
-            payload = read(nbytes)
+            return receive(self.answer_fd, max_payload=max_payload, timeout_s=timeout_s)
         except TimeoutError:
             self._kill()
             self._fail(EXIT_INVALID, f"your network did not answer within {timeout_s:.0f} s (wall clock); it was "
                                      "stopped")
-            return None
         except EOFError:
             self._explain_exit()
-            return None
-        except (ValueError, UnicodeDecodeError, struct.error):
+        except ValueError:
             self._kill()
             self._fail(EXIT_INVALID, "the network process broke the grading protocol (its answer was malformed); "
                                      "do not write to the grader's pipes")
-            return None
-        if header.get("op") == "error":
-            stage = {"import": "importing network.py", "load_model": "load_model(path)",
-                     "measure": "counting MACs/size (one forward pass)", "forward": "the forward pass"}
-            message = str(header.get("message", ""))[:300]
-            if header.get("stage") == "device":   # CUDA unusable in the sandbox: the grader's machine
-                self._fail(EXIT_ENVIRONMENT, f"--sandbox-gpu: CUDA does not work in the sandbox: {message}")
-            elif message == "out of memory":
-                self._fail(EXIT_INVALID, f"your network ran out of memory in {stage.get(header.get('stage'), 'it')} "
-                                         f"(the cap is {_mib(self.config.memory_bytes)} of address space)")
-            elif message == "file too large":
-                self._fail(EXIT_INVALID, f"your network wrote a file larger than {_mib(self.config.max_file_bytes)} "
-                                         f"in {stage.get(header.get('stage'), 'it')}; it was stopped")
-            else:  # torch's text, explained (key lists, INT8 faults) or its first line without the dispatcher's tail
-                detail = str(header.get("detail") or message)[:DETAIL_CHARS]
-                explained = explain(detail)
-                text, details = explained if explained else (clean(detail, limit=600), {})
-                where = header.get("where")
-                if isinstance(where, str) and where:   # the line of the student's code it came from
-                    text += f"\n  at {where[:300]}" if "\n" in text else f" (at {where[:300]})"
-                self._fail(EXIT_INVALID, f"{stage.get(header.get('stage'), 'your network')} failed: {text}")
-                self.result.details = details
-            return None
-        return header, payload
+        return None
 
     def _reap(self, *, timeout_s: float) -> bool:
         """Wait for the child (os.wait4: its peak memory comes with it); False if still running."""
@@ -543,8 +435,110 @@ class SandboxedModel:
             return ""
 
 
-def _send(fd: int, header: dict, payload: bytes) -> None:
-    data = json.dumps({**header, "nbytes": len(payload)}).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data + payload)
-    while view:
-        view = view[os.write(fd, view):]
+class SandboxedModel(SandboxProcess):
+    """A student's model running in a sandboxed child; use as a context manager (see module docstring).
+
+    Args:
+        network: path of the student's ``network.py`` (defines ``load_model(path)``).
+        model_path: the weights file handed to ``load_model``.
+        input_size: the (1, 3, H, W) input MACs are counted on (the course: (1, 3, 256, 512)).
+        config: limits and isolation (:class:`SandboxConfig`).
+        max_classes: largest channel count accepted in the returned logits.
+    """
+
+    def __init__(self, network, model_path, *, input_size=(1, 3, 256, 512), config: SandboxConfig | None = None,
+                 max_classes: int = 256):
+        super().__init__(network, model_path, config)
+        self.input_size, self.max_classes = tuple(input_size), max_classes
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def start(self) -> SandboxResult:
+        """Start the child and wait for its ready frame: the model loaded, its MACs/size/params measured."""
+        self.launch({"input_size": list(self.input_size)})
+        ready = self._answer(timeout_s=self.config.start_timeout_s)
+        if ready is None:
+            return self.result
+        header, _ = ready
+        if header.get("op") == "ready":
+            fields = {"macs": int, "size_bytes": int, "params": int, "quantized": bool}
+            if not all(isinstance(header.get(k), t) for k, t in fields.items()) or min(
+                    header["macs"], header["size_bytes"], header["params"]) < 0:
+                self._fail(EXIT_INVALID, "the network process sent a malformed answer; was it tampered with?")
+            elif header.get("tampered") is not False:
+                self._fail(EXIT_INVALID, "your network.py changed labkit's MAC/size counters (labkit.profile) or "
+                                         "torch's module-call machinery; graders measure with the originals — "
+                                         "remove the patching")
+            else:
+                for key in fields:
+                    setattr(self.result, key, header[key])
+        return self.result
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 images -> (N, C, H, W) float32 logits from the sandboxed model.
+
+        Raises FileRefused (the model's fault: exit 2) when the child fails, times out or answers
+        anything but logits of the right shape.
+        """
+        if self.result is None or self.result.exit_code != 0:
+            raise FileRefused(self.result.message if self.result else "the sandbox was not started")
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
+        try:
+            send(self.request_fd, {"op": "predict", "shape": list(images.shape)}, images.tobytes())
+        except OSError:
+            pass   # the child is gone; _answer says why
+        n, _, height, width = images.shape
+        answer = self._answer(timeout_s=self.config.timeout_s, max_payload=n * self.max_classes * height * width * 4)
+        if answer is None:
+            raise FileRefused(self.result.message)
+        header, payload = answer
+        shape = header.get("shape")
+        if (header.get("op") != "logits" or not isinstance(shape, list) or len(shape) != 4
+                or not all(isinstance(v, int) for v in shape) or shape[0] != n or shape[2:] != [height, width]
+                or not 1 <= shape[1] <= self.max_classes or len(payload) != 4 * int(np.prod(shape))):
+            self._fail(EXIT_INVALID, f"your model returned output of shape {shape}; expected logits of shape "
+                                     f"({n}, classes, {height}, {width}) for a ({n}, 3, {height}, {width}) batch")
+            raise FileRefused(self.result.message)
+        logits = np.frombuffer(payload, dtype=np.float32).reshape(shape)
+        if not np.isfinite(logits).all():
+            self._fail(EXIT_INVALID, "your model returned NaN or Inf logits")
+            raise FileRefused(self.result.message)
+        return logits
+
+    def _answer(self, *, timeout_s: float, max_payload: int = 1 << 20):
+        """The child's next answer, or None after recording why there is none (an error frame explained)."""
+        frame = self._frame(timeout_s=timeout_s, max_payload=max_payload)
+        if frame is None:
+            return None
+        header, payload = frame
+        if header.get("op") == "error":
+            stage = {"import": "importing network.py", "load_model": "load_model(path)",
+                     "measure": "counting MACs/size (one forward pass)", "forward": "the forward pass"}
+            message = str(header.get("message", ""))[:300]
+            if header.get("stage") == "device":   # CUDA unusable in the sandbox: the grader's machine
+                self._fail(EXIT_ENVIRONMENT, f"--sandbox-gpu: CUDA does not work in the sandbox: {message}")
+            elif message == "out of memory":
+                self._fail(EXIT_INVALID, f"your network ran out of memory in {stage.get(header.get('stage'), 'it')} "
+                                         f"(the cap is {_mib(self.config.memory_bytes)} of address space)")
+            elif message == "file too large":
+                self._fail(EXIT_INVALID, f"your network wrote a file larger than {_mib(self.config.max_file_bytes)} "
+                                         f"in {stage.get(header.get('stage'), 'it')}; it was stopped")
+            else:  # torch's text, explained (key lists, INT8 faults) or its first line without the dispatcher's tail
+                detail = str(header.get("detail") or message)[:DETAIL_CHARS]
+                explained = explain(detail)
+                text, details = explained if explained else (clean(detail, limit=600), {})
+                where = header.get("where")
+                if isinstance(where, str) and where:   # the line of the student's code it came from
+                    text += f"\n  at {where[:300]}" if "\n" in text else f" (at {where[:300]})"
+                self._fail(EXIT_INVALID, f"{stage.get(header.get('stage'), 'your network')} failed: {text}")
+                self.result.details = details
+            return None
+        return header, payload

@@ -4,11 +4,14 @@ Started by the parent as ``python -m labkit.grading.sandbox_child CONFIG_JSON``;
 hand. Before any student code runs it fixes its limits (process count), captures labkit's counters
 and fingerprints them. Then it imports ``network.py``, calls ``load_model(model_path)``, measures
 MACs and size with the captured counters, checks the fingerprints again, and answers the parent's
-requests on two pipes of its own (fd numbers in CONFIG_JSON; protocol below). The student's prints go to a capped log,
-never to the protocol.
+requests on two pipes of its own (fd numbers in CONFIG_JSON), framed by
+:mod:`labkit.grading.sandbox_wire` (a JSON header, then raw float32 bytes; no pickle). The
+student's prints go to a capped log, never to the protocol.
 
-Protocol (both ways): 4-byte big-endian header length, a JSON header, then ``header["nbytes"]``
-raw bytes (float32, C order, shape ``header["shape"]``). No pickle anywhere.
+What it imports before the student's code runs (labkit is bound read-only in the sandbox and on
+``PYTHONPATH``): the standard library, ``sandbox_wire``, torch, ``labkit.profile`` and
+``network_faults``; then it forgets labkit's modules and refuses new imports of labkit, while the
+functions it holds keep working.
 """
 from __future__ import annotations
 
@@ -17,41 +20,11 @@ import importlib.util
 import json
 import os
 import resource
-import struct
 import sys
 import traceback
 from importlib.abc import MetaPathFinder
 
-DETAIL_CHARS = 16000  # the error's full text for the parent to explain (torch's key lists included)
-
-
-def send(fd: int, header: dict, payload: bytes = b"") -> None:
-    data = json.dumps({**header, "nbytes": len(payload)}).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data + payload)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("the other side closed the pipe")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def receive(fd: int, *, max_header: int = 65536, max_payload: int = 1 << 31) -> tuple[dict, bytes]:
-    (length,) = struct.unpack(">I", _read_exact(fd, 4))
-    if length > max_header:
-        raise ValueError(f"header of {length} bytes")
-    header = json.loads(_read_exact(fd, length))
-    nbytes = header.get("nbytes", 0) if isinstance(header, dict) else -1
-    if not isinstance(nbytes, int) or not 0 <= nbytes <= max_payload:
-        raise ValueError("bad payload size")
-    return header, _read_exact(fd, nbytes)
+from labkit.grading.sandbox_wire import DETAIL_CHARS, MAX_HEADER_BYTES, receive, send
 
 
 class _NoLabkit(MetaPathFinder):
@@ -188,7 +161,7 @@ def _error(stage: str, error: BaseException, folder: str = "") -> dict:
     """The error frame: a short message, the full text (``detail``, which the parent explains) and the line
     of the student's code it came from (``where``)."""
     detail = str(error)[:DETAIL_CHARS]
-    while len(json.dumps(detail)) > 48000:   # the header stays under the parent's 64 KiB limit, whatever the text
+    while len(json.dumps(detail)) > MAX_HEADER_BYTES - 16000:   # the header stays under the limit, whatever the text
         detail = detail[: len(detail) // 2]
     frame = {"op": "error", "stage": stage, "message": _short(error), "detail": detail}
     if folder:

@@ -43,8 +43,8 @@ students with the same scheme get *identical* INT8 weights. So an INT8 pair is f
 activation scales (``*.output_scale``, which depend on the calibration images) also agree within
 ``qparam_tolerance`` (relative); ``detail`` gives both figures.
 
-Safety and memory. Files are untrusted: each is read only by :func:`~labkit.grading.limits.
-safe_load_state_dict` (inspected, then loaded ``weights_only`` in a memory-capped child); a refused
+Safety and memory. Files are untrusted: each is read only by :func:`~labkit.grading.isolated_load.
+safe_load_state_dict` (inspected once, then loaded ``weights_only`` in a memory-capped child); a refused
 file gets a ``not compared`` record with the reason. Each file is loaded once, turned into one unit
 float32 vector written to a temporary file (4 bytes per weight: 1.1 MB for ResNet-20, 325 MB for 300
 students, on disk) and a bit mask (34 KB); cosines come from block matrix products holding at most
@@ -76,13 +76,15 @@ import torch
 
 from labkit.download import sha256sum
 from labkit.grading.batch import csv_cell
-from labkit.grading.limits import (COURSE_INT8_DTYPES, DEFAULT_MEMORY_BYTES, QUANTIZED_DTYPES, EnvironmentProblem,
-                                   FileRefused, Limits, MiB, safe_load_state_dict)
+from labkit.grading.exits import EnvironmentProblem
+from labkit.grading.isolated_load import safe_load_state_dict
+from labkit.grading.limits import DEFAULT_MEMORY_BYTES
+from labkit.torch_file import COURSE_INT8_DTYPES, QUANTIZED_DTYPES, FileRefused, Limits, MiB
 
 FIELDS = ("task", "artifact", "a_id", "a_file", "b_id", "b_file", "kind", "figure", "detail")
 KINDS = ("identical file", "near-identical weights", "identical pruning mask", "not compared")  # strongest first
 MIN_MASK_SPARSITY = 0.10        # below this a zero pattern is mostly natural zeros, not a pruning mask
-LIGHT_LAYERS = {"conv1.weight": 0.3, "fc.weight": 0.3}  # labkit.prune.DEFAULT_LIGHT_LAYERS, by state-dict key
+LIGHT_LAYERS = {"conv1.weight": 0.3, "fc.weight": 0.3}  # labkit.prune.magnitude.DEFAULT_LIGHT_LAYERS, by state-dict key
 BLOCK_BYTES = 32 * MiB          # one block of vectors in a matrix product
 _SKIPPED_SUFFIXES = ("num_batches_tracked", "zero_point", "output_scale", "weight_scale")
 

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The integer ranges of the stored dtypes; labkit.quant.affine quantizes onto them (and names them too).
 ACTIVATION_MIN, ACTIVATION_MAX = 0, 255    # uint8 activations
 WEIGHT_MIN, WEIGHT_MAX = -128, 127         # int8 weights
 

@@ -19,9 +19,10 @@ differently:
 Every observer has the same interface, the one :func:`labkit.quant.manual.calibrate` uses:
 ``observer(x)`` sees one batch, ``observer.range()`` gives ``(low, high)`` as 0-d float32 tensors,
 and ``observer.qparams(quant_min, quant_max)`` the scale and zero point of that range, computed by
-:func:`labkit.quant.manual.affine_qparams` (the lab's TODO), so that every method uses the same
+:func:`labkit.quant.affine.affine_qparams` (the lab's TODO), so that every method uses the same
 formula. Memory stays bounded however many images are observed: min/max observers keep two numbers,
-histogram observers ``bins`` counts.
+histogram observers ``bins`` counts. This module sits between the other two: it imports
+:mod:`labkit.quant.affine`, and :mod:`labkit.quant.manual` imports it.
 
 Example:
     >>> import torch
@@ -37,7 +38,10 @@ import math
 
 import torch
 
-from labkit.models.quantized_resnet20 import ACTIVATION_MAX, ACTIVATION_MIN
+# Looked up as affine.affine_qparams at each call, so the lab's current affine_qparams (a TODO in
+# affine.py, edited and autoreloaded in the notebook) is the one formula every observer's range goes through.
+import labkit.quant.affine as affine
+from labkit.quant.affine import ACTIVATION_MAX, ACTIVATION_MIN
 
 # The names make_observer accepts (any "percentileP" with 50 < P < 100 works too).
 METHODS = ("minmax", "moving_average", "percentile99.9", "percentile99.99", "mse")
@@ -58,11 +62,8 @@ class Observer:
 
     def qparams(self, quant_min: int = ACTIVATION_MIN, quant_max: int = ACTIVATION_MAX):
         """Scale (float32) and zero point (int32) of :meth:`range`, by the lab's ``affine_qparams``."""
-        # Imported here, not at the top: manual.py imports this module, and the lab's affine_qparams
-        # (a TODO in manual.py) is the one formula every observer's range goes through.
-        from labkit.quant.manual import affine_qparams
         low, high = self.range()
-        return affine_qparams(low, high, quant_min=quant_min, quant_max=quant_max)
+        return affine.affine_qparams(low, high, quant_min=quant_min, quant_max=quant_max)
 
     def _no_data(self):
         return RuntimeError(f"the {type(self).__name__} has seen no data; run calibration images "
@@ -263,18 +264,17 @@ class MSEObserver(HistogramObserver):
 
     def errors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(factors t (steps,), mean squared error of each (steps,))``."""
-        from labkit.quant.manual import affine_qparams, dequantize, quantize  # see Observer.qparams
         if self.histogram is None:
             raise self._no_data()
         used = self.histogram > 0
         centers, counts = self.centers()[used].float(), self.histogram[used]
         factors = torch.arange(1, self.steps + 1, dtype=torch.float32) / self.steps
-        scale, zero_point = affine_qparams(factors * self.min_val, factors * self.max_val,
-                                           quant_min=self.quant_min, quant_max=self.quant_max)
+        scale, zero_point = affine.affine_qparams(factors * self.min_val, factors * self.max_val,
+                                                  quant_min=self.quant_min, quant_max=self.quant_max)
         scale, zero_point = scale[:, None], zero_point[:, None]  # (steps, 1) against (1, used bins)
-        q = quantize(centers[None, :], scale, zero_point, quant_min=self.quant_min,
-                     quant_max=self.quant_max, dtype=torch.float32)
-        squared = (dequantize(q, scale, zero_point) - centers[None, :]).double() ** 2
+        q = affine.quantize(centers[None, :], scale, zero_point, quant_min=self.quant_min,
+                            quant_max=self.quant_max, dtype=torch.float32)
+        squared = (affine.dequantize(q, scale, zero_point) - centers[None, :]).double() ** 2
         return factors, (squared * counts[None, :]).sum(dim=1) / counts.sum()
 
     def range(self) -> tuple[torch.Tensor, torch.Tensor]:

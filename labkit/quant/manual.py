@@ -1,20 +1,13 @@
-"""Post-training quantization by hand: scale and zero point, Conv-BN fusion, calibration, sensitivity.
+"""Post-training quantization by hand: Conv-BN fusion, calibration, a quantized ResNet-20, sensitivity.
 
-The observers that choose each activation's range (min/max, the lab's default; percentile, MSE,
-moving average) live in :mod:`labkit.quant.calibration`. No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` / ``torch.max``
-are. The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`, whose
-state_dict has the course's names (``quant.output_scale``, ``conv1.weight_int8``,
-``layer2.0.downsample.0.*``, ...), so its file is what the course's check loads.
-
-Affine quantization maps a real range ``[min, max]`` onto the integers ``[q_min, q_max]``::
-
-    scale      = (max - min) / (q_max - q_min)
-    zero_point = q_min - round(min / scale)              (the integer that stands for 0.0)
-    q          = clamp(round(x / scale) + zero_point, q_min, q_max)
-    x_hat      = (q - zero_point) * scale                |x - x_hat| <= scale / 2 inside the range
-
-Activations use uint8 ``[0, 255]`` with one (scale, zero_point) per tensor; weights use int8
-``[-128, 127]`` with one (scale, zero_point) per output channel.
+Built on two modules beneath it: :mod:`labkit.quant.affine` (the scale and zero point of a range,
+``quantize`` / ``dequantize``, per-channel weight quantization) and :mod:`labkit.quant.calibration`
+(the observers that choose each activation's range: min/max, the lab's default; percentile, MSE,
+moving average). No torch.ao observers or qparam helpers are used (the lab's rule); ``torch.min`` /
+``torch.max`` are. ``fuse_conv_bn`` is a Lab 04 TODO (``affine_qparams``, the other, is in affine.py).
+The result is a :class:`~labkit.models.quantized_resnet20.QuantizedResNet20`, whose state_dict has
+the course's names (``quant.output_scale``, ``conv1.weight_int8``, ``layer2.0.downsample.0.*``, ...),
+so its file is what the course's check loads.
 
 Example:
     >>> import torch
@@ -36,64 +29,16 @@ import torch
 from torch import nn
 
 from labkit.evaluate import evaluate_classification
-from labkit.models.quantized_resnet20 import (ACTIVATION_MAX, ACTIVATION_MIN, WEIGHT_MAX, WEIGHT_MIN,
-                                              QuantizedConv2d, QuantizedResNet20)
+from labkit.models.quantized_resnet20 import QuantizedConv2d, QuantizedResNet20
 from labkit.models.resnet20 import CifarResNet
-# The observers (how a range is chosen: min/max, percentile, MSE, moving average) live in calibration.py.
-from labkit.quant.calibration import METHODS, MinMaxObserver, Observer, PerChannelMinMaxObserver, make_observer
+# The formula (scale, zero point, quantize, dequantize) lives in affine.py; the observers (how a range
+# is chosen: min/max, percentile, MSE, moving average) in calibration.py. Neither imports this module.
+from labkit.quant.affine import ACTIVATION_MAX, ACTIVATION_MIN, dequantize, quantize, quantize_weight
+from labkit.quant.calibration import METHODS, Observer, make_observer
 from labkit.quant.fx import calibration_loader
 
-__all__ = ["MinMaxObserver", "PerChannelMinMaxObserver", "affine_qparams", "quantize", "dequantize",
-           "quantize_weight", "fuse_conv_bn", "calibrate", "quantize_resnet20",
-           "calibration_method_sweep", "layer_sensitivity"]
-
-# The smallest scale allowed: a constant tensor (max == min == 0) must not divide by zero.
-EPS = torch.finfo(torch.float32).eps
-
-
-# ----------------------------------------------------------------------------- scale and zero point
-def affine_qparams(min_val: torch.Tensor, max_val: torch.Tensor, *, quant_min: int = ACTIVATION_MIN,
-                   quant_max: int = ACTIVATION_MAX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale (float32) and zero point (int32) that map ``[min_val, max_val]`` onto ``[quant_min, quant_max]``.
-
-    Works elementwise, so per-channel min/max give per-channel qparams. Example:
-        >>> affine_qparams(torch.tensor(-1.0), torch.tensor(3.0))
-        (tensor(0.0157), tensor(64, dtype=torch.int32))
-    """
-    # The range always contains 0, so that 0.0 (zero padding, ReLU output) is exactly representable.
-    ### BEGIN SOLUTION
-    min_val = torch.clamp(min_val, max=0.0)
-    max_val = torch.clamp(max_val, min=0.0)
-    scale = torch.clamp((max_val - min_val) / float(quant_max - quant_min), min=EPS)
-    zero_point = quant_min - torch.round(min_val / scale).to(torch.int32)
-    return scale.float(), torch.clamp(zero_point, quant_min, quant_max).to(torch.int32)
-    ### END SOLUTION
-
-
-def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, *, quant_min: int,
-             quant_max: int, dtype: torch.dtype) -> torch.Tensor:
-    """``clamp(round(x / scale) + zero_point, quant_min, quant_max)`` as ``dtype``."""
-    return torch.clamp(torch.round(x / scale) + zero_point, quant_min, quant_max).to(dtype)
-
-
-def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
-    """The real values the integers ``q`` stand for: ``(q - zero_point) * scale``."""
-    return (q.float() - zero_point) * scale
-
-
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-output-channel int8 quantization of a conv ``(C_out, C_in, k, k)`` or linear ``(out, in)`` weight.
-
-    Returns ``(int8 weight, float32 scale, int32 zero_point)``; scale and zero point have the
-    weight's number of dimensions, e.g. ``(C_out, 1, 1, 1)``, so they broadcast over it.
-    """
-    observer = PerChannelMinMaxObserver(channel_axis=0)
-    observer(weight)
-    scale, zero_point = observer.qparams(WEIGHT_MIN, WEIGHT_MAX)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-    q = quantize(weight, scale, zero_point, quant_min=WEIGHT_MIN, quant_max=WEIGHT_MAX, dtype=torch.int8)
-    return q, scale, zero_point
+__all__ = ["fuse_conv_bn", "observer_factory", "calibrate", "quantize_resnet20", "calibration_method_sweep",
+           "layer_sensitivity"]
 
 
 # ----------------------------------------------------------------------------- Conv-BN fusion
@@ -260,8 +205,9 @@ def layer_sensitivity(float_model: nn.Module, calibration_loader, eval_loader, *
     """The accuracy each layer costs when it alone is INT8 and every other layer stays FP32.
 
     One layer at a time (every ``nn.Conv2d`` and ``nn.Linear``, or the names in ``layers``): its
-    weight is quantized to int8 per output channel and dequantized (:func:`quantize_weight`), and
-    its input is quantized to uint8 per tensor with the range the calibration images gave
+    weight is quantized to int8 per output channel and dequantized
+    (:func:`~labkit.quant.affine.quantize_weight`), and its input is quantized to uint8 per tensor
+    with the range the calibration images gave
     (``method``, as in :func:`quantize_resnet20`) and dequantized before the layer computes in
     float. The rest of the model computes in float32, so the change on ``eval_loader`` (a
     validation split) is that one layer's. The conv is quantized before its BatchNorm is folded

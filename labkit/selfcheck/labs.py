@@ -16,7 +16,11 @@ import io
 import sys
 import time
 
-from labkit.selfcheck import efficient, pruning, quantization, segmentation
+# The check modules themselves, not the package: labkit/selfcheck/__init__.py re-exports from this one.
+import labkit.selfcheck.efficient as efficient
+import labkit.selfcheck.pruning as pruning
+import labkit.selfcheck.quantization as quantization
+import labkit.selfcheck.segmentation as segmentation
 from labkit.selfcheck.report import SelfCheckFailure, is_todo_stub
 
 UNET_PARTS = [("DoubleConv", segmentation.check_double_conv), ("Up.forward", segmentation.check_up)]

@@ -54,7 +54,7 @@ def check_prune_to() -> bool:
 
     BatchNorm and biases are neither counted nor pruned; a second call keeps every earlier zero.
     """
-    from labkit import prune
+    from labkit.prune import magnitude
 
     case = load_case("prune_to")
     net = tiny_prunable_net()
@@ -63,7 +63,7 @@ def check_prune_to() -> bool:
     bn_weight, conv2_bias = net.bn1.weight.detach().clone(), net.conv2.bias.detach().clone()
     for target in TARGETS:
         with translated_errors("prune_to", doing=f"at target {target}", advice=AMOUNT_ADVICE):
-            returned = prune.prune_to(net, target, light_layers=LIGHT_LAYERS)
+            returned = magnitude.prune_to(net, target, light_layers=LIGHT_LAYERS)
         masks = {name: (computed_weight(layer) == 0) for name, layer in layers.items()}
         zeros = {name: int(mask.sum()) for name, mask in masks.items()}
         expected = {name: case.expected[f"{name}@{target}"].bool() for name in PRUNED_LAYERS}
@@ -107,7 +107,7 @@ def check_iterative_prune() -> bool:
     """
     from torch.utils.data import DataLoader, TensorDataset
 
-    from labkit import prune
+    from labkit.prune import magnitude
 
     def require(condition: bool, message: str) -> None:
         expect(condition, "iterative_prune", message)
@@ -121,9 +121,9 @@ def check_iterative_prune() -> bool:
     total = sum(p.numel() for name, p in net.named_parameters() if name.endswith("weight") and p.dim() in (2, 4))
 
     with translated_errors("iterative_prune", doing="on the tiny net"):
-        rows = prune.iterative_prune(net, train_loader, valid_loader, targets=(0.5, 0.75), epochs_per_round=1,
-                                     lr=0.05, accuracy_floor=0.0, light_layers=light, device="cpu",
-                                     progress=False, log=None)
+        rows = magnitude.iterative_prune(net, train_loader, valid_loader, targets=(0.5, 0.75), epochs_per_round=1,
+                                         lr=0.05, accuracy_floor=0.0, light_layers=light, device="cpu",
+                                         progress=False, log=None)
     require([row["round"] for row in rows] == [0, 1, 2],
             f"rounds {[row.get('round') for row in rows]}, expected [0, 1, 2]: row 0 is the model as given, "
             "then one row per target")
@@ -142,13 +142,13 @@ def check_iterative_prune() -> bool:
     net = tiny_prunable_net()
     start = {name: value.clone() for name, value in net.state_dict().items()}
     with translated_errors("iterative_prune", doing="on the tiny net"):
-        rows = prune.iterative_prune(net, train_loader, valid_loader, targets=(0.5, 0.75), epochs_per_round=1,
-                                     lr=0.05, accuracy_floor=101.0, light_layers=light, device="cpu",
-                                     progress=False, log=None)
+        rows = magnitude.iterative_prune(net, train_loader, valid_loader, targets=(0.5, 0.75), epochs_per_round=1,
+                                         lr=0.05, accuracy_floor=101.0, light_layers=light, device="cpu",
+                                         progress=False, log=None)
     require(len(rows) == 2 and rows[1]["kept"] is False,
             f"with an impossible floor got {len(rows)} rows (kept: {[row.get('kept') for row in rows]}), expected 2 "
             "with round 1 not kept: stop at the first round below accuracy_floor")
-    now = prune.make_permanent(net).state_dict()
+    now = magnitude.make_permanent(net).state_dict()
     require(all(torch.allclose(now[name], value) for name, value in start.items() if name in now),
             "the round below the floor was not undone: go back to the last round that passed (_restore)")
     return passed(f"iterative_prune: rounds 0/1/2 at 0 / {100.0 * math.ceil(0.5 * total) / total:.2f} / "

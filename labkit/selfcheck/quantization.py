@@ -38,7 +38,7 @@ def random_conv_bn(in_channels: int, out_channels: int, *, stride: int = 1,
 
 def check_affine_qparams() -> bool:
     """``affine_qparams`` on recorded ranges (negative, positive-only, constant) onto [0, 255] and [-128, 127]."""
-    from labkit.quant.manual import affine_qparams
+    from labkit.quant.affine import affine_qparams
 
     largest = 0.0
     for name, (quant_min, quant_max) in QPARAM_RANGES.items():

@@ -4,6 +4,11 @@ Each check builds the student's class, compares its ``state_dict`` layout with t
 recorded weights and compares its outputs with the solution's (:mod:`labkit.selfcheck.module_case`).
 The builders below are also what ``labkit.tools.record_selfcheck`` records with.
 
+Nothing here computes an expected value: it is read from ``labkit/selfcheck/recorded`` (this module
+ships in the student edition, and a check that re-derived ``DecoderBlock.forward`` would show the
+answer in its source). The hints say in words what the notebook says; the release's
+``scan_for_reimplementations`` fails the edition if a function here computed what a TODO asks.
+
 Example:
     >>> check_up()  # doctest: +ELLIPSIS
       Up.forward: largest difference ...
@@ -11,8 +16,6 @@ Example:
     True
 """
 from __future__ import annotations
-
-import torch
 
 from labkit.selfcheck.module_case import check_course_layout, check_module_case
 from labkit.selfcheck.recorded import load_case

@@ -140,7 +140,8 @@ def segmentation_cases() -> dict[str, Case]:
 
 def quantization_cases() -> dict[str, Case]:
     """Lab 04: qparams for negative, positive-only, negative-only, constant and skewed ranges; two fusions."""
-    from labkit.quant.manual import affine_qparams, fuse_conv_bn
+    from labkit.quant.affine import affine_qparams
+    from labkit.quant.manual import fuse_conv_bn
     from labkit.selfcheck.quantization import QPARAM_RANGES, random_conv_bn
 
     low = torch.tensor([-1.0, 0.5, -2.0, 0.0, -0.3, -7.1, -0.05])
@@ -175,13 +176,13 @@ def pruning_cases() -> dict[str, Case]:
     """Lab 03: the solution's masks on the tiny net, and the zero counts a per-layer (local) ranking gives."""
     from torch.nn.utils import prune as torch_prune
 
-    from labkit import prune
+    from labkit.prune import magnitude
     from labkit.selfcheck.pruning import LIGHT_LAYERS, PRUNED_LAYERS, TARGETS, computed_weight, tiny_prunable_net
 
     net = tiny_prunable_net()
     case = Case()
     for target in TARGETS:
-        case.expected[f"sparsity@{target}"] = torch.tensor(prune.prune_to(net, target, light_layers=LIGHT_LAYERS),
+        case.expected[f"sparsity@{target}"] = torch.tensor(magnitude.prune_to(net, target, light_layers=LIGHT_LAYERS),
                                                            dtype=torch.float64)
         for name in PRUNED_LAYERS:
             case.expected[f"{name}@{target}"] = (computed_weight(getattr(net, name)) == 0).to(torch.uint8)

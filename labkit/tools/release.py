@@ -21,6 +21,9 @@ The edition gets its own README (``student_readme.md``) and Makefile (``student_
 targets that work there). Then it checks the result, on every release, ``--verify`` included:
 
 - ``scan_for_leaks``: a marker, a solution line or a hidden path left behind;
+- ``scan_for_reimplementations``: a shipped function outside a TODO that computes what the TODO asks
+  (its solution with other names: the same key statements); ``ACCEPTED_REIMPLEMENTATIONS`` lists the
+  ones shipped on purpose, with the reason;
 - ``scan_for_developer_paths``: text that names a place the edition has not (``DEVELOPER_PATHS``:
   ``../shared``, ``tests/``, ``.ci/``, ``params/``, the TA's ``make`` targets), so a student is never
   sent looking for it;
@@ -40,11 +43,13 @@ the student's ``labkit/`` on Drive, where the student edits it.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,13 +99,22 @@ class LeakError(RuntimeError):
     """The student edition still contains something that must not ship."""
 
 
+@dataclass(frozen=True)
+class Solution:
+    """One removed solution block: the TODO's file, its ``Class.method()`` and the block's code (dedented)."""
+    where: str
+    name: str
+    source: str
+
+
 @dataclass
 class Release:
-    """What a release did: the solution lines it removed (for the leak scan) and the stub count."""
+    """What a release did: the solution lines and blocks it removed (for the scans) and the stub count."""
     solution_lines: set = field(default_factory=set)
     public_lines: set = field(default_factory=set)  # kept lines: not secret even if a solution has them
     stubs: int = 0
     todos: list = field(default_factory=list)  # (file, "Class.method()") per stub, in file order
+    solutions: list = field(default_factory=list)  # a Solution per stub, for scan_for_reimplementations
 
     def secret_lines(self) -> set:
         return self.solution_lines - self.public_lines
@@ -142,6 +156,7 @@ def strip_solutions(source: str, release: Release, *, where: str) -> str:
                         f'{pad}raise NotImplementedError("TODO: implement {name}")']
                 release.stubs += 1
                 release.todos.append((where, name))
+                release.solutions.append(Solution(where, name, textwrap.dedent("\n".join(block))))
             index = close + 1
             continue
         if stripped.startswith((END_SOLUTION, END_HIDDEN)):
@@ -231,6 +246,7 @@ def build_student_edition(source_root: Path, out: Path) -> Release:
     (out / "README.md").write_text(student_readme(release, results=results_section(source_root / "README.md")))
     shutil.copyfile(STUDENT_MAKEFILE, out / "Makefile")
     scan_for_leaks(out, release.secret_lines())
+    scan_for_reimplementations(out, release.solutions)
     check_makefile(out)
     scan_for_developer_paths(out)
     return release
@@ -301,6 +317,172 @@ def scan_for_leaks(out: Path, solution_lines: set[str]) -> None:
             problems.append(f"{file.relative_to(out)}: solution line '{leaked[:60]}'")
     if problems:
         raise LeakError("student edition leaks:\n  " + "\n  ".join(problems))
+
+
+# ----------------------------------------------------------------------------- a TODO's answer written again
+# The line scan finds a solution line left verbatim; it cannot see the same computation with other
+# names (``intersection`` -> ``overlap``), the way a copy in another shipped module would give the
+# answer away. So each solution block and each shipped function is reduced to its *key statements*:
+# the expression a statement computes (an assignment's value, a return's value, an if's test, ...),
+# as an AST dump with every name renamed in order of use (v0, v1, ...) and numbers as floats. Names of
+# attributes and keywords stay (``.flatten(1)``, ``dim=1``: what is computed, not what it is called).
+# Statements smaller than MIN_KEY_NODES expressions (``return self.conv(x)``) are in every forward
+# and say nothing. A shipped function computes what a TODO asks when it has every key statement of the
+# solution, or at least three and half of them.
+MIN_KEY_NODES = 6
+# Shipped functions that compute what a TODO asks, on purpose: (shipped file, function, TODO's file,
+# TODO) -> why it ships. The scan fails on any other; the kit's tests check this list is what it finds.
+ACCEPTED_REIMPLEMENTATIONS = {
+    ("labkit/models/resnet20.py", "BasicBlock.forward()", "labkit/models/resnet34_unet.py", "BasicBlock.forward()"):
+        "Labs 03/04 run the course's given ResNet-20 (chenyaofo's cifar10_resnet20, whose code the course hands "
+        "out) before Lab 02's BasicBlock TODO is written; a ResNet-20 needs its block's forward",
+}
+
+
+def _normalised(node, names: dict, size: list[int]) -> str:
+    """``node`` as text, like ``ast.dump``, with names renamed in order of first use and numbers as
+    floats; ``size[0]`` counts its expressions (and keywords)."""
+    if isinstance(node, (ast.expr, ast.keyword)):
+        size[0] += 1
+    if isinstance(node, ast.Name):
+        return names.setdefault(node.id, f"v{len(names)}")
+    if isinstance(node, ast.arg):
+        return names.setdefault(node.arg, f"v{len(names)}")
+    if isinstance(node, ast.Constant):
+        return repr(float(node.value) if type(node.value) in (int, float) else node.value)
+    if isinstance(node, ast.AST):
+        fields = ",".join(_normalised(getattr(node, name, None), names, size) for name in node._fields)
+        return f"{type(node).__name__}({fields})"
+    if isinstance(node, list):
+        return f"[{','.join(_normalised(item, names, size) for item in node)}]"
+    return repr(node)
+
+
+def _key(node: ast.AST) -> str | None:
+    """The normalised text of ``node``, or None when it has fewer than ``MIN_KEY_NODES`` expressions."""
+    size = [0]
+    text = _normalised(node, {}, size)
+    return text if size[0] >= MIN_KEY_NODES else None
+
+
+def key_statements(body: list[ast.stmt]) -> set[str]:
+    """The normalised key statements of a body: nested functions and classes are left out (their own
+    units), docstrings too; compound statements give their header and their bodies' statements.
+
+    Example (other names, the same key statement; ``return x`` is too small to be one)::
+
+        >>> first = key_statements(ast.parse("overlap = (a * b).sum(dim=1)\\nreturn overlap").body)
+        >>> first == key_statements(ast.parse("inter = (p * t).sum(dim=1)").body)
+        True
+        >>> len(first)
+        1
+    """
+    keys = set()
+    for statement in body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+            continue  # a docstring
+        if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.Return, ast.Expr)):
+            parts = [statement.value] if statement.value is not None else []
+        elif isinstance(statement, ast.AugAssign):
+            parts = [ast.BinOp(ast.Name("v", ast.Load()), statement.op, statement.value)]
+        elif isinstance(statement, (ast.If, ast.While)):
+            parts = [statement.test]
+        elif isinstance(statement, (ast.For, ast.AsyncFor)):
+            parts = [ast.Tuple([statement.target, statement.iter], ast.Load())]
+        elif isinstance(statement, (ast.With, ast.AsyncWith)):
+            parts = [item.context_expr for item in statement.items]
+        elif hasattr(statement, "body"):  # try, match: their bodies only
+            parts = []
+        else:  # raise, assert, del, ...
+            parts = [statement]
+        keys.update(key for key in map(_key, parts) if key)
+        for nested in ("body", "orelse", "finalbody"):
+            keys |= key_statements(getattr(statement, nested, []))
+        for inner in getattr(statement, "handlers", []) + getattr(statement, "cases", []):
+            keys |= key_statements(inner.body)
+    return keys
+
+
+def _parse(source: str) -> ast.Module | None:
+    """The AST of a Python text or notebook cell (IPython ``%``/``!`` lines dropped); None if it is not Python."""
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _units(tree: ast.Module, where: str):
+    """``(where, name, key statements)`` for the module's own statements and each function, nested ones too."""
+    yield where, "(module level)", key_statements(tree.body)
+    stack = [(tree, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield where, f"{prefix}{child.name}()", key_statements(child.body)
+                stack.append((child, f"{prefix}{child.name}."))
+            elif isinstance(child, ast.ClassDef):
+                stack.append((child, f"{prefix}{child.name}."))
+            elif isinstance(child, (ast.stmt, ast.ExceptHandler, ast.match_case)):
+                stack.append((child, prefix))
+
+
+def shipped_units(out: Path):
+    """Every function (and module, and notebook cell) of the edition's Python, as ``_units`` gives them."""
+    for file in sorted(out.rglob("*")):
+        relative = file.relative_to(out).as_posix()
+        if file.suffix == ".py":
+            tree = _parse(file.read_text(errors="replace"))
+            yield from _units(tree, relative) if tree else ()
+        elif file.suffix == ".ipynb":
+            for index, cell in enumerate(json.loads(file.read_text()).get("cells", [])):
+                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                tree = _parse(source) if cell["cell_type"] == "code" else None
+                yield from _units(tree, f"{relative} cell {index}") if tree else ()
+
+
+def find_reimplementations(out: Path, solutions: list[Solution]) -> list[tuple[str, str, Solution, int, int]]:
+    """``(file, function, solution, key statements found, key statements)`` for each shipped function
+    that computes what a TODO asks (see the comment above ``MIN_KEY_NODES``)."""
+    fingerprints = []
+    for solution in solutions:
+        tree = _parse(solution.source)
+        keys = key_statements(tree.body) if tree else set()
+        if keys:
+            fingerprints.append((solution, keys))
+    found = []
+    for where, name, keys in shipped_units(out):
+        for solution, solution_keys in fingerprints:
+            hits = len(keys & solution_keys)
+            if hits == len(solution_keys) or (hits >= 3 and 2 * hits >= len(solution_keys)):
+                found.append((where, name, solution, hits, len(solution_keys)))
+    return found
+
+
+def scan_for_reimplementations(out: Path, solutions: list[Solution]) -> None:
+    """Fail when a shipped function outside a TODO computes what a TODO asks (its solution, renamed).
+
+    ``ACCEPTED_REIMPLEMENTATIONS`` lists the ones shipped on purpose, each with its reason. Example::
+
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> _ = (out / "helpers.py").write_text("def tidy(a, b):\\n    overlap = (a * b).sum(dim=1)\\n    return overlap\\n")
+        >>> try:
+        ...     scan_for_reimplementations(out, [Solution("m.py", "dice()", "inter = (p * t).sum(dim=1)")])
+        ... except LeakError as error:
+        ...     print(error)
+        student edition computes a TODO's answer outside the TODO:
+          helpers.py: tidy() computes what m.py's TODO dice() asks (1 of its 1 key statements)
+    """
+    problems = [f"{where}: {name} computes what {solution.where}'s TODO {solution.name} asks "
+                f"({hits} of its {total} key statements)"
+                for where, name, solution, hits, total in find_reimplementations(out, solutions)
+                if (where, name, solution.where, solution.name) not in ACCEPTED_REIMPLEMENTATIONS]
+    if problems:
+        raise LeakError("student edition computes a TODO's answer outside the TODO:\n  " + "\n  ".join(problems))
 
 
 def _student_texts(out: Path):
@@ -491,20 +673,32 @@ def zip_course(edition: Path, dist: Path, *, version: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit release", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("dist/student"))
-    parser.add_argument("--source", type=Path, default=REPO_ROOT)
+    parser = argparse.ArgumentParser(
+        prog="python -m labkit release", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build the student edition of the kit: each ### BEGIN/END SOLUTION block becomes a TODO\n"
+                    "stub, TA-only files and text are left out; then the edition is scanned (solution lines\n"
+                    "and markers, re-implementations of a TODO, developer paths, the Makefile) and packed.",
+        epilog="examples:\n"
+               "  python -m labkit release --out /tmp/edition/student --no-wheel   # the edition folder only\n"
+               "  python -m labkit release --out dist/student                     # + wheel, course zip, LATEST in dist/\n"
+               "  python -m labkit release --out dist/student --verify            # + run each notebook to its TODO\n"
+               "A leak fails the build (exit 1) naming the file, the line or function, and what leaks.")
+    parser.add_argument("--out", type=Path, default=Path("dist/student"),
+                        help="the edition's folder, replaced if it exists (default: dist/student)")
+    parser.add_argument("--source", type=Path, default=REPO_ROOT,
+                        help="the TA's kit with the solutions (default: this checkout)")
     parser.add_argument("--dist", type=Path, default=None,
                         help="where the wheel and the notebooks .zip go (default: the folder above --out)")
     parser.add_argument("--no-wheel", action="store_true", help="only write the edition folder")
     parser.add_argument("--verify", action="store_true",
                         help="also run each student notebook (SMOKE) to its first TODO and mark it for nbval "
-                             "(the leak, developer-path and Makefile checks run on every release)")
+                             "(the leak, re-implementation, developer-path and Makefile checks run on every "
+                             "release)")
     args = parser.parse_args(argv)
     try:
         release = build_student_edition(args.source, args.out)
         print(f"student edition in {args.out}: {release.stubs} solution blocks replaced by TODO stubs; "
-              "leak scan, developer-path scan and Makefile check clean")
+              "leak scan, re-implementation scan, developer-path scan and Makefile check clean")
         if args.verify:
             for notebook in sorted((args.out / "notebooks").glob("*.ipynb")):
                 print(f"{notebook.name}: {verify_notebook(notebook, student_root=args.out.resolve())}")

@@ -2,7 +2,7 @@
 
 Example:
     >>> from labkit.models.resnet20 import resnet20
-    >>> from labkit.prune import layer_sparsity
+    >>> from labkit.prune.magnitude import layer_sparsity
     >>> figure = plot_layer_sparsity(layer_sparsity(resnet20()))
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 
 def plot_layer_sparsity(rows: Sequence[dict], *, ax=None, title: str = "Sparsity per layer"):
-    """Bar chart of ``labkit.prune.layer_sparsity(model)`` rows, with the overall sparsity as a line.
+    """Bar chart of ``labkit.prune.magnitude.layer_sparsity(model)`` rows, with the overall sparsity as a line.
 
     Each label carries the layer's weight count: the big layers decide the overall number.
     """
@@ -33,7 +33,7 @@ def plot_layer_sparsity(rows: Sequence[dict], *, ax=None, title: str = "Sparsity
 
 
 def plot_schedule(rounds: Sequence[dict], *, accuracy_floor: float | None = None, ax=None):
-    """Validation accuracy against sparsity after each round of ``labkit.prune.iterative_prune``."""
+    """Validation accuracy against sparsity after each round of ``labkit.prune.magnitude.iterative_prune``."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     kept = [row for row in rounds if row["kept"]]
@@ -52,7 +52,7 @@ def plot_schedule(rounds: Sequence[dict], *, accuracy_floor: float | None = None
 
 
 def plot_gradual(history: Sequence[dict], *, accuracy_floor: float | None = None, ax=None):
-    """Sparsity and validation accuracy against epochs of ``labkit.gradual_prune.gradual_prune``."""
+    """Sparsity and validation accuracy against epochs of ``labkit.prune.gradual.gradual_prune``."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     epochs = [row["epoch"] for row in history]

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from labkit.models.resnet20 import resnet20
 from labkit import profile
 from labkit.profile import compare_latency, count_macs
-from labkit.structured_prune import (channel_prune, channel_widths, prune_channels_gradually, ratio_from_list,
-                                     resnet20_stage_ratios)
+from labkit.prune.channels import (channel_prune, channel_widths, prune_channels_gradually, ratio_from_list,
+                                   resnet20_stage_ratios)
 
 
 def _tiny_loader(count=48):

@@ -1,6 +1,6 @@
 """Structured (channel) pruning: remove whole filters, so the network really gets smaller and faster.
 
-Unstructured pruning (:mod:`labkit.prune`) sets single weights to zero. The tensors keep their
+Unstructured pruning (:mod:`labkit.prune.magnitude`) sets single weights to zero. The tensors keep their
 shapes, and a dense convolution kernel multiplies the zeros like any other number: 90% zeros cost
 the same time as none (only sparse kernels, which pay off at far higher sparsity or on special
 hardware, could skip them). *Channel* pruning removes whole output channels of a convolution
@@ -10,10 +10,10 @@ layers form a *group* that must lose the same channels. Working the groups out b
 prone; Torch-Pruning (``torch-pruning`` on PyPI; Fang et al., "DepGraph", CVPR 2023) traces the model
 once with an example input, builds the dependency graph and removes each group's channels together.
 
-The recipe here mirrors :func:`labkit.gradual_prune.gradual_prune`: remove channels in a few steps
+The recipe here mirrors :func:`labkit.prune.gradual.gradual_prune`: remove channels in a few steps
 during the first ``prune_fraction`` of training (each step ranks the channels of a group, by default by
 the L2 norm of their weights, and drops the weakest), then fine-tune the thinner network while the learning
-rate decays, with distillation from the dense model as the teacher.
+rate decays, with distillation from the dense model as the teacher (:mod:`labkit.prune.distill`).
 
 Example:
     >>> from labkit.models.resnet20 import resnet20
@@ -24,7 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -34,8 +33,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labkit.gradual_prune import progress_row, train_step
 from labkit.profile import count_macs
+from labkit.prune.distill import evaluation_steps, frozen_teacher, progress_row, train_step, training_layout
+
 
 def _torch_pruning():
     """Import Torch-Pruning, with a message that says how to get it."""
@@ -67,13 +67,8 @@ def resnet20_stage_ratios(stage1: float, stage2: float, stage3: float) -> dict[s
     return {"conv1": stage1, **dict(zip(RESNET20_STAGES, (stage1, stage2, stage3)))}
 
 
-# The CPU recipe of notebook 03's structured section, from benchmarks/bench_structured_prune.py on the
-# real CIFAR-10 images (2 CPU cores, 8 epochs, ~9 min): half of stage 1's channels (stem included), stages 2
-# and 3 whole, cost 0.98 points (a quarter of every stage: 1.80) for 28 % fewer MACs and about 1.27x less
-# batch-128 time, measured with the memory kept (benchmarks/README.md).
-CPU_STRUCTURED_RECIPE = {"ratio": resnet20_stage_ratios(0.5, 0.0, 0.0), "epochs": 8,
-                         "prune_fraction": 0.25, "prune_steps": 4, "lr": 0.02, "distill_alpha": 0.7,
-                         "temperature": 4.0, "importance": "l2"}
+# Notebook 03's structured-section recipe (prune_channels_gradually's settings) is the "structured" part of
+# lab 03's table in labkit.recipes, with how it was chosen.
 
 
 def ratio_from_list(values: list[float], *, name: str = "a channel ratio") -> float | dict[str, float]:
@@ -212,12 +207,9 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
     if prune_steps < 1:
         raise ValueError(f"prune_steps must be >= 1, got {prune_steps}")
     device = torch.device(device)
-    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    layout = training_layout(device)
     model.to(device)
-    teacher = None
-    if distill_alpha > 0:
-        teacher = copy.deepcopy(model).to(memory_format=layout).eval()
-        teacher.requires_grad_(False)
+    teacher = frozen_teacher(model, memory_format=layout) if distill_alpha > 0 else None
     example = torch.randn(1, 3, 32, 32, device=device)
     model.eval()
     pruner = channel_pruner(model, ratio=ratio, steps=prune_steps, example_input=example, importance=importance)
@@ -227,8 +219,7 @@ def prune_channels_gradually(model: nn.Module, train_loader, valid_loader=None, 
     if len(prune_at) < prune_steps:
         raise ValueError(f"{prune_steps} pruning steps do not fit in {last_prune_step + 1} SGD steps: "
                          "train longer or prune in fewer steps")
-    evaluate_at = {math.ceil(total_steps * (index + 1) / evaluations) for index in range(evaluations)} \
-        if valid_loader is not None and evaluations > 0 else {total_steps}
+    evaluate_at = evaluation_steps(total_steps, evaluations, validating=valid_loader is not None)
 
     def new_optimizer():
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)

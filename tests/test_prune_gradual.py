@@ -1,11 +1,11 @@
-"""Gradual pruning with distillation: the cubic schedule, the loss, and what the loop leaves behind."""
+"""labkit.prune.gradual: the cubic schedule, and what the loop leaves behind (the loss: test_prune_distill)."""
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit.gradual_prune import cubic_sparsity, distillation_loss, gradual_prune
 from labkit.models.resnet20 import resnet20
-from labkit.prune import course_sparsity, make_permanent, prunable_layers
+from labkit.prune.gradual import cubic_sparsity, gradual_prune
+from labkit.prune.magnitude import course_sparsity, make_permanent, prunable_layers
 
 
 def test_cubic_sparsity_starts_at_start_ends_at_final_and_never_decreases():
@@ -13,15 +13,6 @@ def test_cubic_sparsity_starts_at_start_ends_at_final_and_never_decreases():
     assert values[0] == pytest.approx(0.2) and values[10] == pytest.approx(0.9) and values[14] == pytest.approx(0.9)
     assert all(later >= earlier for earlier, later in zip(values, values[1:]))
     assert values[1] - values[0] > values[9] - values[8]  # fast first, slow at the end
-
-
-def test_distillation_loss_is_cross_entropy_without_teacher_weight_and_grows_with_disagreement():
-    student, labels = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0])
-    assert distillation_loss(student, -student, labels, alpha=0.0) == pytest.approx(
-        torch.nn.functional.cross_entropy(student, labels).item())
-    agreeing = distillation_loss(student, student, labels, alpha=1.0).item()
-    disagreeing = distillation_loss(student, student.flip(1), labels, alpha=1.0).item()
-    assert agreeing == pytest.approx(0.0, abs=1e-6) and disagreeing > 0.1
 
 
 def _tiny_loader(count=64):

@@ -47,11 +47,8 @@ DEFAULT_LIGHT_LAYERS = {"conv1": 0.3, "fc": 0.3}
 # How prune_to ranks the weights of the big layers against each other (see weight_scores).
 RANKINGS = ("magnitude", "lamp")
 
-# Round-by-round schedules (iterative_prune). Notebook 03's FULL mode uses labkit.gradual_prune
-# instead: on real CIFAR-10 the CPU schedule below stopped at 85% (the 90% round fell below the
-# floor) after 6 of its 30 minutes; benchmarks/bench_prune_recipes.py compares both.
-GPU_RECIPE = {"targets": (0.3, 0.5, 0.7, 0.8, 0.9, 0.92), "epochs_per_round": 15, "lr": 0.01}
-CPU_RECIPE = {"targets": (0.5, 0.7, 0.8, 0.85, 0.9), "epochs_per_round": (0.5, 1, 1, 1.5, 3), "lr": 0.01}
+# The round-by-round schedules of iterative_prune (SMOKE's, and the first build's "CPU (iterative)" and
+# "GPU (iterative)") are columns of lab 03's table in labkit.recipes.
 
 
 # ----------------------------------------------------------------------------- counting
