@@ -40,31 +40,46 @@ def evaluate_segmentation(model: nn.Module, loader, *, device="auto", progress: 
 
 
 @torch.no_grad()
-def evaluate_classification(model: nn.Module, loader, *, device="auto", progress: bool = False) -> dict:
-    """Top-1 accuracy in percent; ``loader`` yields ``(images, labels)``."""
+def evaluate_classification(model: nn.Module, loader, *, device="auto", progress: bool = False,
+                            per_image: bool = False) -> dict:
+    """Top-1 accuracy in percent; ``loader`` yields ``(images, labels)``.
+
+    ``per_image=True`` adds ``per_image_correct``, a float tensor ``(N,)`` of 1.0 / 0.0 (for
+    :func:`labkit.confidence.bootstrap_interval`).
+    """
     device = resolve_device(device)
     model.eval().to(device)
-    correct = total = 0
+    hits = []
     for images, labels in _batches(loader, "eval", progress):
         logits = model(images.to(device))
-        correct += (logits.argmax(dim=1).cpu() == labels).sum().item()
-        total += labels.numel()
-    if total == 0:
+        hits.append((logits.argmax(dim=1).cpu() == labels).flatten())
+    if not hits or sum(len(batch) for batch in hits) == 0:
         raise ValueError("the evaluation loader is empty; check the dataset root and split")
-    return {"accuracy": 100.0 * correct / total}
+    correct = torch.cat(hits).double()
+    result = {"accuracy": 100.0 * correct.sum().item() / correct.numel()}
+    return {**result, "per_image_correct": correct} if per_image else result
 
 
 @torch.no_grad()
 def evaluate_multiclass_segmentation(model: nn.Module, loader, *, num_classes: int, device="auto",
-                                     progress: bool = False) -> dict:
+                                     progress: bool = False, per_image: bool = False) -> dict:
     """Semantic segmentation: OverallAcc, MeanAcc, mIoU and per-class IoU from one confusion matrix.
 
-    ``loader`` yields ``(images (N, 3, H, W), labels (N, H, W) int64)``.
+    ``loader`` yields ``(images (N, 3, H, W), labels (N, H, W) int64)``. ``per_image=True`` adds
+    ``per_image_confusion`` ``(N, C, C)`` (rows: target, columns: prediction), whose sum is the
+    matrix the scores come from (for :func:`labkit.confidence.bootstrap_interval`).
     """
     device = resolve_device(device)
     model.eval().to(device)
     score = RunningScore(num_classes)
+    per_image_matrices = []
     for images, labels in _batches(loader, "eval", progress):
-        logits = model(images.to(device))
-        score.update(logits.argmax(dim=1).cpu(), labels)
-    return score.compute()
+        predictions = model(images.to(device)).argmax(dim=1).cpu()
+        if per_image:
+            for prediction, label in zip(predictions, labels):
+                one = RunningScore(num_classes)
+                one.update(prediction, label)
+                per_image_matrices.append(one.matrix)
+        score.update(predictions, labels)
+    result = score.compute()
+    return {**result, "per_image_confusion": torch.stack(per_image_matrices)} if per_image else result

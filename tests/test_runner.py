@@ -191,6 +191,36 @@ def test_task2_row_shows_the_figure_of_merit_only_where_it_is_defined():
     assert "FoM undefined" in task2["Last measured result"] and "(below goal)" in task2["Last measured result"]
 
 
+@pytest.mark.parametrize("dice, interval, shown, verdict", [
+    (0.8557, None, "test Dice 0.8557", "(goal met)"),                          # no interval: the number decides
+    (0.8499, None, "test Dice 0.8499", "(below goal)"),
+    (0.8557, [0.83, 0.88], "test Dice 0.8557 (95% CI 0.83-0.88)", "(not shown: the 95% CI spans the goal)"),
+    (0.8557, [0.85, 0.87], "test Dice 0.8557 (95% CI 0.85-0.87)", "(goal met)"),  # the interval from the goal up
+    (0.84, [0.80, 0.8499], "test Dice 0.84 (95% CI 0.8-0.8499)", "(below goal)"),  # the whole interval below
+])
+def test_a_small_splits_interval_is_shown_and_decides_the_verdict(dice, interval, shown, verdict, monkeypatch):
+    from labkit.grading import tasks
+    goal = tasks.Goal("test_dice", "test Dice", minimum=0.85)  # a goal of 0.85, for the boundary cases
+    monkeypatch.setattr(tasks, "COURSE_TARGETS", (tasks.LabTarget("01_unet_oxford_pet", "01", (goal,)),))
+    metrics = {"test_dice": dice, **({"test_dice_ci": interval} if interval else {})}
+    [row] = results_rows([fake_summary("full", "cpu", "2026-11-25", [("01_unet_oxford_pet", "ok", metrics)])],
+                         targets=tasks.COURSE_TARGETS)
+    assert row["Last measured result"] == f"{shown} {verdict}"
+
+
+def test_a_run_row_shows_each_recorded_interval_beside_its_number():
+    from labkit.tools.readme_table import run_rows
+    metrics = {"test_dice": 0.8557, "test_dice_ci": [0.8301, 0.879], "valid_dice": 0.8709}
+    [row] = run_rows([fake_summary("full", "cpu", "2026-11-25", [("01_unet_oxford_pet", "ok", metrics)])])
+    assert row["Metrics"] == "test_dice 0.8557 (95% CI 0.8301-0.879), valid_dice 0.8709"
+
+
+def test_an_interval_on_a_percentage_keeps_the_unit_on_both_bounds():
+    from labkit.grading.tasks import Measure
+    assert Measure("a", "test accuracy", "%").show({"a": 91.5, "a_ci": [89.25, 93.5]}) == \
+        "test accuracy 91.50% (95% CI 89.25%-93.50%)"
+
+
 def test_a_duration_names_no_split_in_the_split_column():
     # train_minutes is how long training took, not a metric measured on the train split
     assert metric_splits({"test_dice": 0.8, "valid_dice": 0.82, "train_minutes": 7.5}) == "test, valid"

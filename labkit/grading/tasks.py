@@ -248,6 +248,10 @@ class Measure:
             return f"{self.metric} not recorded"
         value = metrics[self.metric]
         shown = f"{value:.2f}" if self.unit == "%" else format_value(value)  # the course prints 91.66%
+        interval = metrics.get(f"{self.metric}_ci")  # [low, high]: recorded for a split under 500 items
+        if interval:
+            low, high = (f"{bound:.2f}" if self.unit == "%" else format_value(bound) for bound in interval)
+            return f"{self.label} {shown}{self.unit} (95% CI {low}{self.unit}-{high}{self.unit})"
         return f"{self.label} {shown}{self.unit}"
 
 
@@ -259,6 +263,21 @@ class Goal(Measure):
     def describe(self) -> str:
         minimum = f"{self.minimum:.2f}" if self.minimum < 1 else f"{self.minimum:g}"  # 0.90, 50
         return f"{self.label} ≥ {minimum}{self.unit}"
+
+    def verdict(self, metrics: dict) -> str:
+        """``goal met``, ``below goal``, or, where a 95 % interval was recorded and spans the goal,
+        ``not shown: the 95% CI spans the goal`` (a small split cannot tell).
+
+        Example:
+            >>> goal = Goal("test_dice", "test Dice", minimum=0.85)
+            >>> goal.verdict({"test_dice": 0.8557}), goal.verdict({"test_dice": 0.8557, "test_dice_ci": [0.83, 0.88]})
+            ('goal met', 'not shown: the 95% CI spans the goal')
+        """
+        value, interval = metrics[self.metric], metrics.get(f"{self.metric}_ci")
+        low, high = interval if interval else (value, value)
+        if low >= self.minimum:
+            return "goal met"
+        return "below goal" if high < self.minimum else "not shown: the 95% CI spans the goal"
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ def measured_result(target: LabTarget, entry: dict, mode: str) -> str:
         return f"{text} (run {entry.get('status')})"
     recorded = [goal for goal in target.goals if goal.metric in metrics]
     if mode == "full" and recorded:
-        met = all(metrics[goal.metric] >= goal.minimum for goal in recorded)
-        text += " (goal met)" if met else " (below goal)"
+        verdicts = [goal.verdict(metrics) for goal in recorded]
+        text += f" ({next((v for v in verdicts if v != 'goal met'), 'goal met')})"
     return text
 
 
@@ -140,6 +140,12 @@ def _dataset_name(entry: dict, mode: str) -> str:
     return Path(root).name if root else "?"
 
 
+def _interval(metrics: dict, name: str) -> str:
+    """`` (95% CI 0.83-0.88)`` where the notebook recorded ``<name>_ci`` (a test split under 500 items)."""
+    interval = metrics.get(f"{name}_ci")
+    return f" (95% CI {format_value(interval[0])}-{format_value(interval[1])})" if interval else ""
+
+
 def run_rows(summaries: list[dict]) -> list[dict]:
     """One row per notebook per summary, grouped by notebook so a SMOKE row sits beside a FULL one."""
     rows = []
@@ -147,7 +153,8 @@ def run_rows(summaries: list[dict]) -> list[dict]:
         mode = str(summary.get("mode", "?"))
         for entry in summary.get("notebooks", []):
             metrics = entry.get("metrics") or {}
-            shown = ", ".join(f"{name} {format_value(value)}" for name, value in headline_metrics(metrics).items())
+            shown = ", ".join(f"{name} {format_value(value)}{_interval(metrics, name)}"
+                              for name, value in headline_metrics(metrics).items())
             if entry.get("status") != "ok":
                 shown = f"{shown} (run {entry.get('status')})".strip()
             seconds = entry.get("seconds")
