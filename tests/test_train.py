@@ -6,7 +6,8 @@ from torch.utils.data import DataLoader
 
 from labkit.evaluate import evaluate_classification
 from labkit.metrics import dice_score
-from labkit.train import fit, make_scheduler, resume_checkpoint, write_checkpoint
+from labkit.checkpoint import resume_checkpoint, write_checkpoint
+from labkit.train import fit, make_scheduler
 
 
 def _fit(model, loader, checkpoint_dir, epochs, **kwargs):
