@@ -79,8 +79,8 @@ def describe_device(device: str | torch.device) -> str:
 def cpu_has_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes bfloat16 natively (x86 ``avx512_bf16`` or ``amx_bf16`` flags).
 
-    Where it does, ``fit(..., cpu_bfloat16=True)`` trains a small conv net ~1.6x faster (notebook
-    01's CPU recipe, ``benchmarks/bench_pets_recipes.py``); where it does not, bfloat16 is emulated
+    Where it does, ``fit(..., cpu_bfloat16=True)`` trains a small conv net faster (the UNet-16 step
+    of notebook 01's CPU recipe: ``benchmarks/bench_cpu_recipe.py --variants``, benchmarks/README.md); where it does not, bfloat16 is emulated
     and can be slower than float32. Reads Linux's ``/proc/cpuinfo``; elsewhere answers ``False``.
 
     Example:

@@ -1,8 +1,8 @@
 """Lab 01 — U-Net on Oxford-IIIT Pet: SMOKE, the two CPU recipes and the GPU one.
 
 The CPU recipe was chosen with ``benchmarks/bench_pets_recipes.py`` on validation Dice (table and
-reasoning: benchmarks/README.md): bfloat16 trains it 1.6x faster on a CPU with bfloat16 units, which
-makes room for 100 epochs, where half a Lovasz hinge and a moving average of the weights helped; a CPU
+reasoning: benchmarks/README.md): bfloat16 trains it faster on a CPU with bfloat16 units (timed side by side by
+``benchmarks/bench_cpu_recipe.py --variants``), which makes room for 100 epochs, where half a Lovasz hinge and a moving average of the weights helped; a CPU
 without them runs the 60-epoch float32 recipe.
 """
 from __future__ import annotations

@@ -23,11 +23,11 @@ TABLE = RecipeTable(
                                                                            0,          0,          4),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.4 min (sized for ~80 CPU-seconds); test Dice 0.9550 (ResNet34-UNet), "
+        "SMOKE": Cost("whole notebook 0.4 min; test Dice 0.9550 (ResNet34-UNet), "
                       "0.9149 (U-Net) on the fixture", "2-core AMD EPYC CPU, 2026-12-04",
                       "README.md Results, 02 SMOKE row; notebook 02"),
-        "CPU": Cost("both models ~8 min: 7.6 (U-Net) + 17.7 (ResNet34-UNet) s per epoch at 2 threads",
-                    "2 CPU cores (2 threads)", "notebook 02's recipe comment; README.md Recipes"),
+        "CPU": Cost("not measured at its 18 epochs; the real-data run's 6 epochs: see the note",
+                    "2-core AMD EPYC CPU, 2026-12-04 (the real-data run)", "README.md Results, 02 FULL row"),
         "GPU": Cost("41-64 (U-Net-24) + 46-72 (ResNet34-UNet) training minutes on a Colab T4, one session "
                     "each: an ESTIMATE (labkit.gpu_budget), never run", "not measured: no GPU was lent",
                     "README.md Recipes, gpu-budget table"),
