@@ -14,6 +14,12 @@ What is copied, per model (in this order; later files use names of earlier ones)
 
     UNet          labkit/models/unet_parts.py, labkit/models/unet.py
     EfficientUNet labkit/models/unet_parts.py, labkit/models/efficient_unet.py (+ labkit/quant/qat.py for INT8)
+    either, when it works at another size than it is graded at: + labkit/models/working_size.py
+
+A model trained at another size than the course's 256x512 (the CPU recipe: 128x256) is handed in
+wrapped, ``write_network(folder, WorkingSize(model, (128, 256)))``: ``load_model`` then returns it
+wrapped the same way (``WORKING_SIZE`` in the file), so it resizes each frame to the size it was
+trained at, and its logits back to the frame's size (labkit.models.working_size).
 
 Example:
     >>> import tempfile
@@ -36,6 +42,7 @@ from torch import nn
 
 from labkit.models.efficient_unet import efficient_unet_kwargs
 from labkit.models.registry import infer_kwargs
+from labkit.models.working_size import WorkingSize
 from labkit.quant.qat import is_int8_state_dict
 from labkit.version import __version__
 
@@ -44,23 +51,24 @@ FLOAT_MODULES = {
     "EfficientUNet": ("labkit.models.unet_parts", "labkit.models.efficient_unet"),
 }
 INT8_MODULES = ("labkit.quant.qat",)  # build_int8_model: prepare_qat + convert_to_int8
+WORKING_SIZE_MODULES = ("labkit.models.working_size",)  # WorkingSize: the model at its own resolution
 
 LOAD_MODEL = '''
 
 # ---- the course's entry point ----------------------------------------------------------------
 
 def load_model(path):
-    """The {model} of this hand-in with the weights in ``path`` loaded (strict), in eval mode, on the CPU."""
+    """The {model} of this hand-in with the weights in ``path`` loaded (strict), in eval mode, on the CPU{at_size}."""
     if not INT8:
         model = {model}(**MODEL_KWARGS)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
+        return {finish}
     torch.backends.quantized.engine = _engine()
     with quiet_quantization_warnings():  # torch's deprecation notes about quantized tensors
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = build_int8_model({model}, backend=torch.backends.quantized.engine, **MODEL_KWARGS)
         model.load_state_dict(state)
-    return model.eval()
+    return {finish}
 
 def _engine():
     """BACKEND when this torch has it (x86 on a PC), else another CPU INT8 engine (qnnpack on ARM)."""
@@ -127,7 +135,7 @@ def inline_source(module_name: str, defined: set[str]) -> str:
 
 
 def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, backend: str = "x86",
-                   smoke_image_size=None) -> str:
+                   working_size=None, smoke_image_size=None) -> str:
     """The text of a self-contained ``network.py`` for a labkit ``UNet`` or ``EfficientUNet``.
 
     Args:
@@ -136,6 +144,9 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
         int8: the weights are an INT8 state_dict (converted after QAT); only for ``EfficientUNet``.
         backend: the INT8 engine the model was converted with (``load_model`` falls back to another
             CPU engine when the grader's torch lacks it).
+        working_size: ``(H, W)`` the model runs at whatever size it is given (``WORKING_SIZE`` in the
+            file; ``load_model`` returns ``WorkingSize(model, WORKING_SIZE)``). None: it runs at the
+            size of its input.
         smoke_image_size: ``(H, W)`` for a SMOKE run (labkit's synthetic fixture at that size): the file
             says so (``SMOKE_IMAGE_SIZE = (H, W)``), and the checks grade it at that size on that
             fixture and say that missing the goal there is expected. None (default): a real run.
@@ -150,7 +161,8 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
                          f"{', '.join(FLOAT_MODULES)}. For a network of your own, write network.py by hand")
     if int8 and model_name != "EfficientUNet":
         raise ValueError(f"INT8 network.py is written for EfficientUNet only, not {model_name}")
-    modules = FLOAT_MODULES[model_name] + (INT8_MODULES if int8 else ())
+    working_size = _size_or_none(working_size, "working_size")
+    modules = FLOAT_MODULES[model_name] + (INT8_MODULES if int8 else ()) + (WORKING_SIZE_MODULES if working_size else ())
     header = (f'"""network.py for the Cityscapes lab: load_model(path) returns {model_name}'
               f'({", ".join(f"{k}={v!r}" for k, v in model_kwargs.items())}), {"INT8" if int8 else "FP32"}.\n\n'
               f"Written by labkit {__version__} (labkit.grading.network_template). Self-contained: it needs torch, "
@@ -158,6 +170,8 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
               'The weights are read with torch.load(path, weights_only=True, map_location="cpu").\n"""\n'
               "from __future__ import annotations\n\n"
               f"MODEL_KWARGS = {model_kwargs!r}\nINT8 = {int8!r}\nBACKEND = {backend!r}  # INT8 engine it was converted with\n"
+              + (f"WORKING_SIZE = {working_size!r}  # (H, W) the model runs at; frames and logits are resized\n"
+                 if working_size else "")
               + _smoke_line(smoke_image_size))
     parts, defined = [header], set()
     for module_name in modules:
@@ -168,19 +182,30 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
         parts.append(f"\n\n# ---- copied from {module_name.replace('.', '/')}.py " + "-" * 40 + "\n\n")
         parts.append(inline_source(module_name, defined))
         defined |= names
-    parts.append(LOAD_MODEL.format(model=model_name))
+    parts.append(LOAD_MODEL.format(
+        model=model_name, at_size=", run at WORKING_SIZE" if working_size else "",
+        finish="WorkingSize(model, WORKING_SIZE).eval()" if working_size else "model.eval()"))
     text = "".join(parts)
     compile(text, "network.py", "exec")  # a SyntaxError here is a bug of this template, not of the model
     return text
 
 
-def _smoke_line(size) -> str:
-    """``SMOKE_IMAGE_SIZE = (H, W)`` (read by the checks as text: labkit.grading.student_network), or nothing."""
+def _size_or_none(size, name: str) -> tuple[int, int] | None:
+    """``(H, W)`` from an int or a pair, or None; ``ValueError`` naming ``name`` when not positive."""
     if size is None:
-        return ""
+        return None
     height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if height <= 0 or width <= 0:
-        raise ValueError(f"smoke_image_size must be (H, W) > 0, got {size!r}")
+        raise ValueError(f"{name} must be (H, W) > 0, got {size!r}")
+    return height, width
+
+
+def _smoke_line(size) -> str:
+    """``SMOKE_IMAGE_SIZE = (H, W)`` (read by the checks as text: labkit.grading.student_network), or nothing."""
+    size = _size_or_none(size, "smoke_image_size")
+    if size is None:
+        return ""
+    height, width = size
     return (f"SMOKE_IMAGE_SIZE = ({height}, {width})  # a SMOKE run: trained on labkit's synthetic fixture at this "
             "size; the checks grade it there and say the goal is for real data\n")
 
@@ -211,6 +236,8 @@ def model_config(model: nn.Module) -> dict:
 def write_network(folder, model: nn.Module, *, backend: str = "x86", smoke_image_size=None) -> Path:
     """Write ``folder/network.py`` that rebuilds ``model`` (a labkit UNet or EfficientUNet, FP32 or INT8).
 
+    ``model`` may be wrapped, ``WorkingSize(unet, (128, 256))`` (labkit.models.working_size): the file
+    then rebuilds it wrapped, so the grader's frames are resized to the size it works at.
     ``smoke_image_size``: ``(H, W)`` when the model was trained by a SMOKE run on labkit's synthetic
     fixture (notebook 05: ``smoke_image_size=size if SMOKE else None``); see :func:`network_source`.
 
@@ -221,6 +248,8 @@ def write_network(folder, model: nn.Module, *, backend: str = "x86", smoke_image
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "network.py"
-    path.write_text(network_source(**model_config(model), backend=backend, smoke_image_size=smoke_image_size),
-                    encoding="utf-8")
+    working_size = model.size if isinstance(model, WorkingSize) else None
+    inner = model.model if isinstance(model, WorkingSize) else model
+    path.write_text(network_source(**model_config(inner), backend=backend, working_size=working_size,
+                                   smoke_image_size=smoke_image_size), encoding="utf-8")
     return path
