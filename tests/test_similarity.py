@@ -209,3 +209,18 @@ def test_two_labkit_generated_networks_are_template_not_copies(tmp_path):
         paths[-1][1].write_text(default_boilerplate()[1])
     pairs = similar_sources(paths)
     assert [p["kind"] for p in pairs] == ["not compared", "not compared"] and "template" in pairs[0]["detail"]
+
+
+@pytest.mark.parametrize("method", ["copydetect", "difflib"])
+def test_labkit_generated_networks_of_other_widths_and_working_sizes_are_template_not_copies(tmp_path, method):
+    if method == "copydetect":
+        pytest.importorskip("copydetect", reason="copydetect (optional grading dependency) is not installed")
+    from labkit.grading.network_template import write_network
+    from labkit.models.efficient_unet import EfficientUNet
+    from labkit.models.working_size import WorkingSize
+    paths = []
+    for sid, width, size in (("1", 4, (128, 256)), ("2", 6, (64, 128)), ("3", 4, None)):  # other settings
+        model = EfficientUNet(base_channels=width, depth=2)
+        paths.append((sid, write_network(tmp_path / sid, WorkingSize(model, size) if size else model)))
+    pairs = similar_sources(paths, method=method)
+    assert [p["kind"] for p in pairs] == ["not compared"] * 3 and all("template" in p["detail"] for p in pairs)

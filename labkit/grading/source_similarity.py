@@ -11,7 +11,9 @@ report shows pairs from 0.33). ``detail`` gives both shares.
 
 Boilerplate: by default the ``network.py`` that ``labkit.grading.network_template`` writes (UNet,
 EfficientUNet FP32 and INT8) and the template module itself: students who hand in labkit's generated
-file share all of it honestly, so two such files come out ``not compared: nothing beyond the template``.
+file share all of it honestly, so two such files come out ``not compared: nothing beyond the template``,
+also when their settings differ (widths, ``WORKING_SIZE``): a file with fewer than ``MIN_OWN_TOKENS``
+tokens beyond the template is not compared.
 
 Without copydetect (it is an optional grading dependency), the fallback is ``difflib``'s ratio on the
 same kind of token stream (Python's ``tokenize``: names -> ``V``, strings -> ``S``, comments dropped),
@@ -36,11 +38,16 @@ import difflib
 import io
 import itertools
 import keyword
+import re
 import tokenize
 from pathlib import Path
 
 MAX_SOURCE_BYTES = 1024 * 1024
 NOISE_T, GUARANTEE_T = 25, 30     # copydetect's defaults are 25 / 25 (window 1); 30 keeps 1/6 of the hashes
+# Fewer tokens than this beyond the template (about 10 lines of code) are only the settings labkit writes into
+# its generated network.py (MODEL_KWARGS, WORKING_SIZE, the header): measured 92-102 tokens for such files, which
+# two honest students share almost all of; a copy of a network of one's own is far longer.
+MIN_OWN_TOKENS = 150
 
 
 def default_boilerplate() -> list[str]:
@@ -48,7 +55,8 @@ def default_boilerplate() -> list[str]:
     from labkit.grading import network_template as template
     texts = [Path(template.__file__).read_text(encoding="utf-8")]
     for name, int8 in (("UNet", False), ("EfficientUNet", False), ("EfficientUNet", True)):
-        texts.append(template.network_source(name, model_kwargs={}, int8=int8))
+        for working_size in (None, (128, 256)):  # a model trained at another size carries labkit's WorkingSize
+            texts.append(template.network_source(name, model_kwargs={}, int8=int8, working_size=working_size))
     return texts
 
 
@@ -76,8 +84,12 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
+def _beyond_template(text: str, template_lines: set[str]) -> str:
+    return "\n".join(line for line in text.splitlines() if line.strip() not in template_lines)
+
+
 def _fallback_shares(a: str, b: str, template_lines: set[str]) -> tuple[float, float]:
-    keep = lambda text: "\n".join(l for l in text.splitlines() if l.strip() not in template_lines)
+    keep = lambda text: _beyond_template(text, template_lines)
     ratio = difflib.SequenceMatcher(None, _tokens(keep(a)), _tokens(keep(b)), autojunk=False).ratio()
     return ratio, ratio
 
@@ -120,12 +132,18 @@ def similar_sources(networks, *, template=None, threshold: float = 0.5, method: 
         for entry in files:
             entry["print"] = CodeFingerprint("network.py", NOISE_T, GUARANTEE_T - NOISE_T + 1, boiler,
                                              fp=io.StringIO(entry["text"]))
-            if entry["print"].token_coverage == 0:
-                records.append(_record(entry, None, "not compared", None,
-                                       "not compared: nothing beyond the course template (labkit's network.py)"))
-        files = [f for f in files if f["print"].token_coverage > 0]
+            entry["own_tokens"] = entry["print"].token_coverage
     else:
         template_lines = {line.strip() for text in template for line in text.splitlines() if line.strip()}
+        for entry in files:
+            # words and symbols (the kept lines need not tokenize as Python: their blocks may be cut)
+            entry["own_tokens"] = len(re.findall(r"\w+|[^\w\s]", _beyond_template(entry["text"], template_lines)))
+    for entry in files:
+        if entry["own_tokens"] < MIN_OWN_TOKENS:
+            records.append(_record(entry, None, "not compared", None,
+                                   f"not compared: nothing beyond the course template (labkit's network.py) but "
+                                   f"{entry['own_tokens']:.0f} tokens of settings (< {MIN_OWN_TOKENS})"))
+    files = [entry for entry in files if entry["own_tokens"] >= MIN_OWN_TOKENS]
     for a, b in itertools.combinations(files, 2):
         if a["id"] == b["id"]:
             continue
