@@ -13,16 +13,22 @@ one-cycle schedule, zoom 0.25, float32, BCE + soft Dice. The notebook's recipe n
 bfloat16 units, is ``--bf16 --epochs 100 --lovasz 0.5 --ema 0.99`` (the rows that chose it are in
 benchmarks/README.md). Rows written before an option existed are read with its default.
 
-It never looks at the test split: recipes are compared on the 25 validation images, and the chosen
-one is measured once on the test images by notebook 01 itself (``make real``). Every run appends its
-row to ``--results`` (JSON lines); ``--readme`` rewrites the table in benchmarks/README.md between its
-markers from all rows there. ``minutes``: training passes only, as the notebook's ``train_minutes``.
+It never looks at the test split. By default a recipe is scored on the course's 25 validation
+images; with ``--folds K`` it is cross-validated instead: the 250 train + valid images are cut into K
+folds (item ``i`` of train then valid is validated in fold ``i % K``), the recipe is trained K times,
+each time on the other K-1 folds, and every image is validated exactly once, so a comparison rests on
+250 validation images rather than 25. The chosen recipe is measured once on the test images by
+notebook 01 itself (``make real``). Every run appends its row (one per fold) to ``--results`` (JSON
+lines); ``--readme`` rewrites the two tables in benchmarks/README.md between their markers from all
+rows there (one row per run on the course split; one row per cross-validated recipe, its folds
+averaged). ``minutes``: training passes only, as the notebook's ``train_minutes``.
 Time each run alone: two jobs on two cores slow each other.
 
 Run:
     python benchmarks/bench_pets_recipes.py --readme benchmarks/README.md      # the baseline (minutes: its row 1)
     python benchmarks/bench_pets_recipes.py --image-size 160 --epochs 45
     python benchmarks/bench_pets_recipes.py --bf16 --epochs 100 --lovasz 0.5 --ema 0.99  # notebook 01 now
+    python benchmarks/bench_pets_recipes.py --bf16 --epochs 100 --lovasz 0.5 --ema 0.99 --folds 3  # cross-validated
     python benchmarks/bench_pets_recipes.py --fixture --epochs 2 --results /tmp/rows.jsonl  # smoke test
     python benchmarks/bench_pets_recipes.py --table-only --readme benchmarks/README.md     # table from the rows
 """
@@ -37,7 +43,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from labkit.data import pets
 from labkit.device import seed_everything
@@ -46,12 +52,16 @@ from labkit.losses import BCEDiceLoss
 from labkit.models.unet import UNet
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
+from labkit.tools.runner import cpu_model
 from labkit.train import fit, make_scheduler
 
 MARKERS = ("<!-- pets-recipes:begin -->", "<!-- pets-recipes:end -->")
+CV_MARKERS = ("<!-- pets-recipes-cv:begin -->", "<!-- pets-recipes-cv:end -->")
 COLUMNS = ("epochs", "batch_size", "image_size", "base_channels", "depth", "lr", "weight_decay", "scale",
            "bilinear", "lovasz", "bf16", "ema", "seed", "minutes", "best_epoch", "valid_dice", "last_dice",
            "last10_dice", "raw_best_dice", "raw_last_dice", "raw_last10_dice", "machine", "load", "date")
+RECIPE = COLUMNS[:COLUMNS.index("seed") + 1]  # what a cross-validated recipe is grouped by
+CV_SCORES = ("valid_dice", "last_dice", "last10_dice", "raw_last_dice", "raw_last10_dice")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,14 +84,42 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--scale", type=float, default=0.25, help="zoom range of the augmentation")
     parser.add_argument("--bilinear", action="store_true", help="bilinear upsampling instead of transposed convs")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="K >= 2: cross-validate on K folds of train + valid (0: the course's split)")
     parser.add_argument("--results", default="benchmarks/rows/pets_recipes.jsonl", help="JSON lines, appended")
     parser.add_argument("--readme", help="rewrite the table between the markers of this file")
     parser.add_argument("--table-only", action="store_true", help="with --readme: rewrite the table, train nothing")
     return parser
 
 
-def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
-    """Train one recipe on ``root``'s train split; returns its minutes and validation Dice.
+def fold_positions(count: int, folds: int, fold: int) -> tuple[list[int], list[int]]:
+    """(train, valid) positions of fold ``fold`` of ``folds``: item ``i`` is validated in fold ``i % folds``.
+
+    >>> fold_positions(7, folds=3, fold=1)
+    ([0, 2, 3, 5, 6], [1, 4])
+    """
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
+    return ([i for i in range(count) if i % folds != fold], [i for i in range(count) if i % folds == fold])
+
+
+def recipe_splits(root: Path, args, *, fold: int | None, cache_dir: Path | None):
+    """(train, valid) datasets: the course's split when ``fold`` is None, else fold ``fold`` of train + valid."""
+    augment = pets.train_transform(args.image_size, seed=args.seed, scale=args.scale)
+
+    def split(name, transform=None):
+        return pets.OxfordIIITPet(root, name, image_size=args.image_size, cache=True, cache_dir=cache_dir,
+                                  transform=transform)
+    if fold is None:
+        return split("train", augment), split("valid")
+    augmented = ConcatDataset([split("train", augment), split("valid", augment)])
+    plain = ConcatDataset([split("train"), split("valid")])
+    train, valid = fold_positions(len(plain), args.folds, fold)
+    return Subset(augmented, train), Subset(plain, valid)
+
+
+def train_recipe(root: Path, args, *, fold: int | None = None, cache_dir: Path | None = None) -> dict:
+    """Train one recipe on ``root``'s train split (or fold ``fold``); returns its minutes and validation Dice.
 
     ``valid_dice`` is the best epoch's (what ``fit`` keeps), ``last_dice`` the last epoch's and
     ``last10_dice`` the mean of the last 10: the best of 100 noisy epochs on 25 images is an
@@ -90,10 +128,7 @@ def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
     ``cache_dir``: where the decoded images are cached (default: the per-user cache folder).
     """
     seed_everything(args.seed)  # the initial weights too, so a rerun gives the same row
-    size = args.image_size
-    train_set = pets.OxfordIIITPet(root, "train", image_size=size, cache=True, cache_dir=cache_dir,
-                                   transform=pets.train_transform(size, seed=args.seed, scale=args.scale))
-    valid_set = pets.OxfordIIITPet(root, "valid", image_size=size, cache=True, cache_dir=cache_dir)
+    train_set, valid_set = recipe_splits(root, args, fold=fold, cache_dir=cache_dir)
     loader_args = dict(batch_size=args.batch_size, num_workers=0, worker_init_fn=pets.seed_augmentation_worker)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader_args)
     valid_loader = DataLoader(valid_set, **loader_args)
@@ -113,7 +148,8 @@ def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
                  valid_loader=valid_loader, evaluate=evaluate, monitor="dice", device="cpu",
                  seed=args.seed, cpu_bfloat16=args.bf16, progress=False, log=None)
     history = result["history"]
-    row = {"minutes": sum(epoch["seconds"] for epoch in history) / 60, "best_epoch": result["best_epoch"],
+    row = {"valid_items": len(valid_set),
+           "minutes": sum(epoch["seconds"] for epoch in history) / 60, "best_epoch": result["best_epoch"],
            "valid_dice": result["best_metric"], "last_dice": history[-1]["dice"],
            "last10_dice": sum(epoch["dice"] for epoch in history[-10:]) / len(history[-10:])}
     if args.ema is not None:
@@ -122,13 +158,58 @@ def train_recipe(root: Path, args, *, cache_dir: Path | None = None) -> dict:
     return row
 
 
+def cross_validated(rows: list[dict]) -> list[dict]:
+    """One row per cross-validated recipe (and ``folds``): each score averaged over its folds.
+
+    ``<score>_folds`` lists the per-fold values in fold order, so a reader sees the spread; a recipe
+    whose folds are not all there yet is left out.
+
+    >>> recipe = {"epochs": 2, "folds": 2}
+    >>> row, = cross_validated([{**recipe, "fold": 1, "last_dice": 0.7, "minutes": 3.0, "date": "d"},
+    ...                         {**recipe, "fold": 0, "last_dice": 0.8, "minutes": 1.0, "date": "d"}])
+    >>> round(row["last_dice"], 4), row["last_dice_folds"], row["minutes"]
+    (0.75, '0.8000 0.7000', 2.0)
+    """
+    groups: dict[tuple, dict[int, dict]] = {}
+    for row in rows:
+        if row.get("folds"):
+            key = tuple(row.get(column) for column in RECIPE) + (row["folds"],)
+            groups.setdefault(key, {})[row["fold"]] = row
+    table = []
+    for key, by_fold in groups.items():
+        folds = key[-1]
+        if sorted(by_fold) != list(range(folds)):
+            continue
+        ordered = [by_fold[fold] for fold in range(folds)]
+        summary = {**dict(zip(RECIPE, key)), "folds": folds,
+                   "valid_items": sum(row.get("valid_items", 0) for row in ordered),
+                   "minutes": sum(row["minutes"] for row in ordered) / folds}
+        for score in CV_SCORES:
+            values = [row.get(score) for row in ordered]
+            if None not in values:
+                summary[score] = sum(values) / folds
+                summary[f"{score}_folds"] = " ".join(f"{value:.4f}" for value in values)
+        summary.update(machine=ordered[0].get("machine"), date=ordered[-1].get("date"))
+        table.append(summary)
+    return table
+
+
 def write_readme(path: Path, results: Path) -> None:
-    """Rewrite the table between ``MARKERS`` in ``path`` from every row in ``results``."""
+    """Rewrite both tables in ``path`` from every row in ``results``: the course-split runs between
+    ``MARKERS``, the cross-validated recipes between ``CV_MARKERS``."""
     defaults = vars(get_args_parser().parse_args([]))  # a row without an option was taken before it existed
     rows = [{**defaults, **json.loads(line)} for line in results.read_text().splitlines() if line.strip()]
-    table = format_table(rows, columns=COLUMNS, digits=4)
-    path.write_text(replace_marked_section(path.read_text(), table, start=MARKERS[0], end=MARKERS[1]))
-    print(f"wrote {len(rows)} rows into {path}")
+    single = [row for row in rows if not row.get("folds")]
+    text = replace_marked_section(path.read_text(), format_table(single, columns=COLUMNS, digits=4),
+                                  start=MARKERS[0], end=MARKERS[1])
+    recipes = cross_validated(rows)
+    if recipes:
+        columns = [*RECIPE, "folds", "valid_items", "minutes",
+                   *(name for score in CV_SCORES for name in (score, f"{score}_folds")), "machine", "date"]
+        text = replace_marked_section(text, format_table(recipes, columns=columns, digits=4),
+                                      start=CV_MARKERS[0], end=CV_MARKERS[1])
+    path.write_text(text)
+    print(f"wrote {len(single)} runs and {len(recipes)} cross-validated recipes into {path}")
 
 
 def main(argv=None) -> None:
@@ -136,23 +217,28 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.table_only and not args.readme:
         parser.error("--table-only rewrites the --readme table: name the file with --readme")
+    if args.folds == 1 or args.folds < 0:
+        parser.error(f"--folds must be 0 (the course's split) or at least 2, got {args.folds}")
     if args.table_only:
         return write_readme(Path(args.readme), Path(args.results))
-    row = {key: getattr(args, key) for key in COLUMNS[:COLUMNS.index("minutes")]}
+    recipe = {key: getattr(args, key) for key in COLUMNS[:COLUMNS.index("minutes")]}
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="labkit-pets-recipes-") as scratch:  # the fixture and its caches
         if args.fixture:
             root = pets.make_fixture(Path(scratch) / "oxford-iiit-pet-fixture", n_trainval=40, n_test=10)
-            row.update(train_recipe(root, args, cache_dir=Path(scratch) / "cache"))
+            cache_dir = Path(scratch) / "cache"
         else:
-            root = pets.check_root(args.data)
-            row.update(train_recipe(root, args))
-    row.update(machine=f"{platform.machine()}, {torch.get_num_threads()} threads" + (", fixture" if args.fixture else ""),
-               load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
-    print(format_table([row], columns=COLUMNS, digits=4), flush=True)
-    results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with results.open("a") as file:
-        file.write(json.dumps(row) + "\n")
+            root, cache_dir = pets.check_root(args.data), None
+        for fold in range(args.folds) if args.folds else [None]:
+            row = {**recipe, **({} if fold is None else {"folds": args.folds, "fold": fold})}
+            row.update(train_recipe(root, args, fold=fold, cache_dir=cache_dir))
+            row.update(machine=f"{cpu_model() or platform.machine()}, {torch.get_num_threads()} threads"
+                               + (", fixture" if args.fixture else ""),
+                       load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
+            print(format_table([row], columns=[*COLUMNS, "folds", "fold"], digits=4), flush=True)
+            with results.open("a") as file:  # each fold as it ends: a long study survives an interruption
+                file.write(json.dumps(row) + "\n")
     if args.readme:
         write_readme(Path(args.readme), results)
 

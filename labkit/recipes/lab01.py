@@ -1,9 +1,10 @@
 """Lab 01 — U-Net on Oxford-IIIT Pet: SMOKE, the two CPU recipes and the GPU one.
 
-The CPU recipe was chosen with ``benchmarks/bench_pets_recipes.py`` on validation Dice (table and
+The CPU recipe was chosen with ``benchmarks/bench_pets_recipes.py`` on validation Dice (tables and
 reasoning: benchmarks/README.md): bfloat16 trains it faster on a CPU with bfloat16 units (timed side by side by
-``benchmarks/bench_cpu_recipe.py --variants``), which makes room for 100 epochs, where half a Lovasz hinge and a moving average of the weights helped; a CPU
-without them runs the 60-epoch float32 recipe.
+``benchmarks/bench_cpu_recipe.py --variants``), which makes room for 100 epochs, a gain on every fold of a
+3-fold cross-validation; half a Lovasz hinge and a moving average of the weights were kept, though on the
+folds neither gain is larger than the noise. A CPU without bfloat16 units runs the 60-epoch float32 recipe.
 """
 from __future__ import annotations
 
@@ -38,19 +39,22 @@ TABLE = RecipeTable(
                                                                         0,        0,           0,          4),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.4 min (sized for ~1 min on 2 CPU cores); test Dice 0.9713 on the fixture",
-                      "2-core AMD EPYC CPU, 2026-12-04", "README.md Results, 01 SMOKE row"),
-        "CPU": Cost("8.49 training minutes, validation Dice 0.8767 (real Pets subset, 25 validation images, seed 0)",
-                    "2-core AMD EPYC CPU, torch 2.14.1, 2026-12-02",
-                    "benchmarks/README.md, bench_pets_recipes table, row 1"),
-        "CPU (bfloat16)": Cost("9.30 training minutes, validation Dice 0.8812 (seed 0; seed 1: 9.99 min, 0.8756)",
-                               "2-core AMD EPYC CPU with AVX512-BF16, torch 2.14.1, 2026-12-03",
-                               "benchmarks/README.md, bench_pets_recipes table, rows 17 and 19"),
+        "SMOKE": Cost("sized for about 1 minute on 2 CPU cores; its measured minutes and test Dice on the fixture: "
+                      "the row named in the last column", "the machine and date in that row", "README.md Results, 01 SMOKE row"),
+        "CPU": Cost("validation Dice 0.8368 (last 10 epochs, 3-fold cross-validation on the 250 real Pets train + "
+                    "valid images), 4.2-4.4 training minutes per fold of 167 images",
+                    "2-core Intel Xeon CPU, torch 2.14.1, 2026-12-07",
+                    "benchmarks/README.md, bench_pets_recipes cross-validated table"),
+        "CPU (bfloat16)": Cost("validation Dice 0.8552 (last 10 epochs, the same 3 folds); 9.30 training minutes on "
+                               "225 images (seed 0; seed 1: 9.99 min)",
+                               "folds: 2-core Intel Xeon CPU, 2026-12-07; minutes: 2-core AMD EPYC CPU with AVX512-BF16, "
+                               "torch 2.14.1, 2026-12-03",
+                               "benchmarks/README.md, bench_pets_recipes tables (cross-validated; rows 8 and 10)"),
         "GPU": Cost("43-65 training minutes on a Colab T4: an ESTIMATE (labkit.gpu_budget), never run",
                     "not measured: no GPU was lent", "README.md Recipes, gpu-budget table"),
     },
     variants=(Variant("CPU (bfloat16)", instead_of="CPU", applies=_cpu_has_bfloat16,
                       rule="where the CPU computes bfloat16 natively (labkit.device.cpu_has_bfloat16)"),),
-    notes=("the real-data run (README.md Results, 2-core AMD EPYC, 2026-12-04): "
-           "test Dice 0.8557 on the 50 stand-in test images, 7.52 training minutes.",),
+    notes=("the real-data run (`make real`): test Dice with its 95 % interval on the 50 stand-in test images and "
+           "training minutes in README.md Results, 01 FULL row.",),
 )
