@@ -23,15 +23,14 @@ TABLE = RecipeTable(
                                                                            0,          0,          4),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.4 min; test Dice 0.9550 (ResNet34-UNet), "
-                      "0.9149 (U-Net) on the fixture", "2-core AMD EPYC CPU, 2026-12-04",
-                      "README.md Results, 02 SMOKE row; notebook 02"),
+        "SMOKE": Cost("its measured minutes and test Dice of both models on the fixture: the row named in the last column",
+                      "the machine and date in that row", "README.md Results, 02 SMOKE row; notebook 02"),
         "CPU": Cost("not measured at its 18 epochs; the real-data run's 6 epochs: see the note",
-                    "2-core AMD EPYC CPU, 2026-12-04 (the real-data run)", "README.md Results, 02 FULL row"),
+                    "the machine and date in that row", "README.md Results, 02 FULL row"),
         "GPU": Cost("41-64 (U-Net-24) + 46-72 (ResNet34-UNet) training minutes on a Colab T4, one session "
                     "each: an ESTIMATE (labkit.gpu_budget), never run", "not measured: no GPU was lent",
                     "README.md Recipes, gpu-budget table"),
     },
-    notes=("the real-data run (README Results) runs the CPU recipe with EPOCHS 6: test Dice 0.7276 "
-           "(ResNet34-UNet), 0.7359 (U-Net), 3.0 min (README.md Results, 2-core AMD EPYC, 2026-12-04).",),
+    notes=("the real-data run (`make real`) runs the CPU recipe with EPOCHS 6: test Dice of both models with "
+           "their 95 % intervals, and minutes, in README.md Results, 02 FULL row.",),
 )

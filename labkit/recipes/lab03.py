@@ -71,11 +71,11 @@ TABLE = RecipeTable(
         "structured.latency_rounds": ("rounds of the latency comparison", 2, 5, 5, NA, NA, NA),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.5 min; 80 % sparsity at 94.5 % test accuracy on the fixture",
-                      "2-core AMD EPYC CPU, 2026-12-04", "README.md Results, 03 SMOKE row"),
-        "CPU": Cost("90.00 % sparsity at 89.68 % test accuracy (dense: 91.54 %), 21.0 min of pruning (the real-data run); "
+        "SMOKE": Cost("its measured minutes, sparsity and test accuracy on the fixture: the row named in the last column",
+                      "the machine and date in that row", "README.md Results, 03 SMOKE row"),
+        "CPU": Cost("the real-data run's sparsity, test accuracy and pruning minutes: README.md Results, 03 FULL row; "
                     "structured (0.5/0/0, 8 epochs): 90.56 %, 9.52 min, 1.32x faster at batch 128",
-                    "2-core AMD EPYC CPU, torch 2.14.1, 2026-12-04 (structured: 2026-12-01)",
+                    "structured: 2-core AMD EPYC CPU, torch 2.14.1, 2026-12-01",
                     "benchmarks/README.md, bench_prune_recipes and bench_structured_prune; README.md Results"),
         "GPU": Cost("150 epochs to 93 % sparsity", "not measured: no GPU was lent", "benchmarks/README.md"),
         "CPU (iterative)": Cost("5.71 min, stopped at 85 % sparsity (its 90 % round fell below the floor), "
@@ -85,6 +85,6 @@ TABLE = RecipeTable(
         "GPU (from scratch)": Cost("the usual CIFAR ResNet recipe, aimed at >= 92 % test accuracy",
                                    "not measured: no GPU with CIFAR-10 was lent", "-"),
     },
-    notes=("the real-data run (README Results) runs the structured section with STRUCTURED_EPOCHS 2: "
-           "89.72 % test accuracy (README.md Results, 2-core AMD EPYC, 2026-12-04).",),
+    notes=("the real-data run (`make real`) runs the structured section with STRUCTURED_EPOCHS 2: its test "
+           "accuracy is in README.md Results, 03 FULL row.",),
 )

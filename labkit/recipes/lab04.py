@@ -22,11 +22,11 @@ TABLE = RecipeTable(
         "latency_repeats": ("timed forward passes per latency measurement",  10,            50,               50),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.4 min; INT8 test accuracy 100 % on the fixture (8 stand-in epochs: "
-                      "4 reached only 82 % at one of 20 seeds/thread counts)", "2-core AMD EPYC CPU, 2026-12-04",
-                      "README.md Results, 04 SMOKE row; benchmarks/README.md"),
-        "CPU": Cost("whole notebook 5.6 min; test accuracy FP32 91.54 %, FX INT8 91.64 %, hand-made INT8 91.64 % "
-                    "(5,000 stand-in test images)", "2-core AMD EPYC CPU, 2026-12-04",
+        "SMOKE": Cost("its measured minutes and INT8 test accuracy on the fixture: the row named in the last column "
+                      "(8 stand-in epochs: 4 reached only 82 % at one of 20 seeds/thread counts)",
+                      "the machine and date in that row", "README.md Results, 04 SMOKE row; benchmarks/README.md"),
+        "CPU": Cost("whole-notebook minutes and test accuracy FP32, FX INT8 and hand-made INT8 on the 5,000 "
+                    "stand-in test images: the row named in the last column", "the machine and date in that row",
                     "README.md Results, 04 FULL row (the real-data run)"),
         "GPU": Cost("the CPU recipe: the INT8 models run on the CPU", "not measured on a GPU", "-"),
     },

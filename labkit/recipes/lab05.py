@@ -27,11 +27,11 @@ TABLE = RecipeTable(
                                                         dict(n_train=38, n_val=8),     None,       None),
     },
     costs={
-        "SMOKE": Cost("whole notebook 0.7 min; test mIoU Task 1 0.5484, Task 2 INT8 0.5778 on the fixture",
-                      "2-core AMD EPYC CPU, 2026-12-04", "README.md Results, 05 SMOKE row"),
-        "CPU": Cost("the run prints its measured minutes; with EPOCHS 8 (the real-data run): 5.9 min, test mIoU Task 1 0.4054, "
-                    "Task 2 INT8 0.4005 on 50 stand-in frames", "2-core AMD EPYC CPU, 2026-12-04 (the real-data run)",
-                    "README.md Results, 05 FULL row"),
+        "SMOKE": Cost("its measured minutes and test mIoU of Task 1 and Task 2 INT8 on the fixture: the row named in "
+                      "the last column", "the machine and date in that row", "README.md Results, 05 SMOKE row"),
+        "CPU": Cost("the run prints its measured minutes; with EPOCHS 8 (the real-data run): its minutes and test mIoU "
+                    "(256x512, batch 1, 50 stand-in frames) in the row named in the last column",
+                    "the machine and date in that row", "README.md Results, 05 FULL row"),
         "GPU": Cost("43-65 training minutes for the three phases on a Colab T4: an ESTIMATE (labkit.gpu_budget), "
                     "never run", "not measured: no GPU was lent", "README.md Recipes, gpu-budget table"),
     },
