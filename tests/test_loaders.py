@@ -39,3 +39,10 @@ def test_training_augmentations_follow_the_main_seed_with_workers():
         torch.manual_seed(0)
         epochs.append(torch.cat([images for images, _ in train]))
     torch.testing.assert_close(epochs[0], epochs[1])
+
+
+def test_the_test_loader_may_take_its_own_batch_size_as_the_course_grades_with_batch_1():
+    data = RandomAugmentation()
+    train, valid, test = split_loaders(data, data, data, batch_size=4, test_batch_size=1)
+    assert (train.batch_size, valid.batch_size, test.batch_size) == (4, 4, 1)
+    assert split_loaders(data, data, data, batch_size=4).test.batch_size == 4

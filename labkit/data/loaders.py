@@ -50,15 +50,17 @@ def loader_options(device, workers: int, *, persistent: bool) -> dict:
 
 
 def split_loaders(train_set: Dataset, valid_set: Dataset, test_set: Dataset, *, batch_size: int,
-                  workers: int = 0, device="cpu", worker_init_fn: Callable | None = None) -> SplitLoaders:
+                  test_batch_size: int | None = None, workers: int = 0, device="cpu",
+                  worker_init_fn: Callable | None = None) -> SplitLoaders:
     """``(train, valid, test)`` loaders of ``batch_size``; see the module's docstring for the options.
 
+    ``test_batch_size``: the test loader's, when it differs (the course grades Cityscapes with batch 1).
     ``worker_init_fn``: e.g. :func:`labkit.data.pets.seed_augmentation_worker`, which gives each
     training worker its own augmentation stream.
     """
-    common = {"batch_size": batch_size, "worker_init_fn": worker_init_fn}
-    train = DataLoader(train_set, shuffle=True, drop_last=True, **common,
+    common = {"worker_init_fn": worker_init_fn}
+    train = DataLoader(train_set, shuffle=True, drop_last=True, batch_size=batch_size, **common,
                        **loader_options(device, workers, persistent=False))
-    valid, test = (DataLoader(data, **common, **loader_options(device, workers, persistent=True))
-                   for data in (valid_set, test_set))
+    valid, test = (DataLoader(data, batch_size=size, **common, **loader_options(device, workers, persistent=True))
+                   for data, size in ((valid_set, batch_size), (test_set, test_batch_size or batch_size)))
     return SplitLoaders(train, valid, test)
