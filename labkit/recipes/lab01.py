@@ -55,6 +55,6 @@ TABLE = RecipeTable(
     },
     variants=(Variant("CPU (bfloat16)", instead_of="CPU", applies=_cpu_has_bfloat16,
                       rule="where the CPU computes bfloat16 natively (labkit.device.cpu_has_bfloat16)"),),
-    notes=("the real-data run (`make real`): test Dice with its 95 % interval on the 50 stand-in test images and "
+    notes=("the real-data run: test Dice with its 95 % interval on the 50 stand-in test images and "
            "training minutes in README.md Results, 01 FULL row.",),
 )

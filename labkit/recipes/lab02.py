@@ -31,6 +31,6 @@ TABLE = RecipeTable(
                     "each: an ESTIMATE (labkit.gpu_budget), never run", "not measured: no GPU was lent",
                     "README.md Recipes, gpu-budget table"),
     },
-    notes=("the real-data run (`make real`) runs the CPU recipe with EPOCHS 6: test Dice of both models with "
+    notes=("the real-data run runs the CPU recipe with EPOCHS 6: test Dice of both models with "
            "their 95 % intervals, and minutes, in README.md Results, 02 FULL row.",),
 )

@@ -85,6 +85,6 @@ TABLE = RecipeTable(
         "GPU (from scratch)": Cost("the usual CIFAR ResNet recipe, aimed at >= 92 % test accuracy",
                                    "not measured: no GPU with CIFAR-10 was lent", "-"),
     },
-    notes=("the real-data run (`make real`) runs the structured section with STRUCTURED_EPOCHS 2: its test "
+    notes=("the real-data run runs the structured section with STRUCTURED_EPOCHS 2: its test "
            "accuracy is in README.md Results, 03 FULL row.",),
 )
