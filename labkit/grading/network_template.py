@@ -42,7 +42,7 @@ from torch import nn
 
 from labkit.models.efficient_unet import efficient_unet_kwargs
 from labkit.models.registry import infer_kwargs
-from labkit.models.working_size import WorkingSize
+from labkit.models.working_size import WorkingSize, height_width
 from labkit.quant.qat import is_int8_state_dict
 from labkit.version import __version__
 
@@ -191,13 +191,8 @@ def network_source(model_name: str, *, model_kwargs: dict, int8: bool = False, b
 
 
 def _size_or_none(size, name: str) -> tuple[int, int] | None:
-    """``(H, W)`` from an int or a pair, or None; ``ValueError`` naming ``name`` when not positive."""
-    if size is None:
-        return None
-    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{name} must be (H, W) > 0, got {size!r}")
-    return height, width
+    """``(H, W)`` from an int or a pair (labkit.models.working_size.height_width), or None."""
+    return None if size is None else height_width(size, name=name)
 
 
 def _smoke_line(size) -> str:

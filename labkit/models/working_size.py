@@ -27,6 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def height_width(size, *, name: str = "size") -> tuple[int, int]:
+    """``(H, W)`` of an int (a square) or a pair; ``ValueError`` naming ``name`` unless both are > 0.
+
+    >>> height_width(64), height_width([128, 256])
+    ((64, 64), (128, 256))
+    """
+    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name} must be (H, W) > 0, got {size!r}")
+    return height, width
+
+
 class WorkingSize(nn.Module):
     """``model`` run at ``size = (H, W)``: inputs resized to it, logits resized back to the input's size.
 
@@ -38,11 +50,8 @@ class WorkingSize(nn.Module):
 
     def __init__(self, model: nn.Module, size: tuple[int, int]):
         super().__init__()
-        height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        if height <= 0 or width <= 0:
-            raise ValueError(f"the working size must be (H, W) > 0, got {size!r}")
         self.model = model
-        self.size = (height, width)
+        self.size = height_width(size, name="the working size")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) == self.size:
@@ -77,6 +86,5 @@ def at_working_size(model: nn.Module, size, *, graded_at) -> nn.Module:
           (model): Conv2d(3, 8, kernel_size=(1, 1), stride=(1, 1))
         )
     """
-    size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    graded = (int(graded_at), int(graded_at)) if isinstance(graded_at, int) else tuple(int(s) for s in graded_at)
-    return model if size == graded else WorkingSize(model, size)
+    size = height_width(size, name="the working size")
+    return model if size == height_width(graded_at, name="graded_at") else WorkingSize(model, size)
