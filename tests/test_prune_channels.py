@@ -157,7 +157,7 @@ class FreshActivations(torch.nn.Module):  # like a forward pass at batch 128: si
         held = [torch.ones(2 * 2**20) for _ in range(6)]
         return sum(tensor[0] for tensor in held)
 
-settings = dict(input_shape=(1, 3, 4, 4), batch_sizes=(2,), rounds=2, repeats=3, warmup=2)
+settings = dict(input_shape=(1, 3, 4, 4), batch_sizes=(2,), rounds=5, repeats=3, warmup=2)
 returned = compare_latency({"m": FreshActivations()}, steady_memory=False, **settings)[0]["page_faults_b2"]
 kept = compare_latency({"m": FreshActivations()}, **settings)[0]["page_faults_b2"]
 print(json.dumps([returned, kept]))
@@ -167,12 +167,16 @@ print(json.dumps([returned, kept]))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and page-fault counts: Linux")
 def test_compare_latency_keeps_freed_memory_so_calls_stop_page_faulting_it_back_in():
     # a fresh process, glibc's thresholds fixed at their defaults: without keep_freed_memory every call
-    # faults its activations in again; with it, none does
+    # faults its 48 MiB of activations in again (12,288 pages of 4 KiB); with it, the memory stays mapped.
+    # Not "none": where the kernel balances memory across NUMA nodes (kernel.numa_balancing=1, CI's
+    # host) it unmaps pages now and then to see who touches them, and those hinting faults count as minor
+    # faults too (CI once met a median of 341 per call); the median over 5 rounds keeps a round that
+    # met such a scan out, and a tenth is far from the 12,288 a call pays without the fix
     done = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_SCRIPT], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1], check=True)
     returned, kept = json.loads(done.stdout.strip().splitlines()[-1])
-    assert returned > 100  # each call faulted its activations in again
-    assert kept == 0
+    assert returned > 6 * 2**21 * 4 / 4096 / 2  # each call faulted (at least half of) its activations in again
+    assert kept < returned / 10
 
 
 def test_compare_latency_speedup_pairs_the_models_round_by_round(monkeypatch):
