@@ -38,26 +38,22 @@ from pathlib import Path
 
 import torch
 
-from labkit.data import cifar10
 from labkit.evaluate import evaluate_classification
 from labkit import recipes
-from labkit.prune.gradual import gradual_prune
 from labkit.prune.magnitude import RANKINGS, course_sparsity, iterative_prune
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from lab03_start import add_common_arguments, data_and_start_model
+from lab03_start import CPU_GRADUAL, add_common_arguments, data_and_start_model, prune_gradually
 
 RECIPES = ("iterative", "gradual", "gradual+kd")
-# Lab 03's recipes (labkit.recipes): gradual_prune's settings of the "CPU" one, and the first build's schedule.
-GRADUAL_KEYS = ("final_sparsity", "epochs", "prune_fraction", "lr", "distill_alpha", "temperature", "ranking")
-CPU_GRADUAL = {key: recipes.table("03").recipe("CPU")[key] for key in GRADUAL_KEYS}
+# Lab 03's recipes (labkit.recipes): the "CPU" one's gradual_prune settings (CPU_GRADUAL), and the first build's schedule.
 CPU_ITERATIVE = recipes.table("03").recipe("CPU (iterative)")
 MARKERS = ("<!-- prune-recipes:begin -->", "<!-- prune-recipes:end -->")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, results="runs/bench_prune_recipes/rows.jsonl")
+    add_common_arguments(parser, results="benchmarks/rows/prune_recipes.jsonl")
     parser.add_argument("--recipes", default="gradual+kd", help="comma-separated, from " + ", ".join(RECIPES))
     parser.add_argument("--epochs", type=float, default=CPU_GRADUAL["epochs"],
                         help="training epochs of the gradual recipes")
@@ -83,17 +79,15 @@ def gradual_settings(name: str, args) -> dict:
 def run_recipe(name: str, model, loaders, *, settings: dict) -> dict:
     """Prune ``model`` in place with one recipe (``settings``: the gradual ones'); returns its epochs,
     minutes and final sparsity."""
+    if name != "iterative":
+        minutes = prune_gradually(model, loaders.train.dataset, loaders.valid, settings=settings)
+        return {"epochs": settings["epochs"], "minutes": minutes, "sparsity": course_sparsity(model)}
     started = time.perf_counter()
-    if name == "iterative":
-        rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_ITERATIVE["targets"],
-                                 epochs_per_round=CPU_ITERATIVE["epochs_per_round"], lr=CPU_ITERATIVE["lr"],
-                                 device="cpu", progress=False)
-        spent = sum(row["epochs"] for row in rounds)
-    else:
-        train = cifar10.BatchedLoader(loaders.train.dataset, batch_size=128, shuffle=True, augment=True, seed=0)
-        gradual_prune(model, train, loaders.valid, device="cpu", **settings)
-        spent = settings["epochs"]
-    return {"epochs": spent, "minutes": (time.perf_counter() - started) / 60, "sparsity": course_sparsity(model)}
+    rounds = iterative_prune(model, loaders.train, loaders.valid, targets=CPU_ITERATIVE["targets"],
+                             epochs_per_round=CPU_ITERATIVE["epochs_per_round"], lr=CPU_ITERATIVE["lr"],
+                             device="cpu", progress=False)
+    return {"epochs": sum(row["epochs"] for row in rounds), "minutes": (time.perf_counter() - started) / 60,
+            "sparsity": course_sparsity(model)}
 
 
 def write_readme(path: Path, rows: list[dict]) -> None:

@@ -1,15 +1,19 @@
 """Structured vs unstructured pruning of lab 03's ResNet-20: accuracy, MACs and measured CPU latency.
 
-Models, all from the same pretrained ResNet-20 (``--pretrained``):
+Models, all from the same pretrained ResNet-20 (``--pretrained``), all trained here, in this run:
 
 - ``dense``: the starting model;
-- ``unstructured``: a 90%-sparse file written by notebook 03 (``--unstructured``, default what
-  ``make real`` wrote); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
+- ``unstructured 90% (gradual+kd)``: notebook 03's graded pruning, lab 03's CPU recipe (``labkit.recipes``:
+  ``labkit.prune.gradual.gradual_prune`` to 90 % with distillation from the dense model, ``--unstructured-epochs``,
+  default the recipe's 28); its zeros sit in dense tensors, so its MACs and latency are the dense ones;
+  ``--unstructured-epochs 0`` leaves it out;
 - ``channels R``: ``labkit.prune.channels.prune_channels_gradually`` removing the fraction ``R``
   of every prunable group's channels, or ``R1/R2/R3`` per stage (``--ratios``), ranked by ``--importance``,
-  fine-tuned ``--epochs`` epochs with distillation on the training split minus the 5,000 validation images
-  (``--seed``, default 0), or on every training image with ``--valid-size 0`` (the fine-tuning chooses
-  nothing on validation, it only reports it).
+  fine-tuned ``--epochs`` epochs with distillation.
+
+Every pruned model trains on the training split minus the 5,000 validation images, or on every training image with
+``--valid-size 0``, in the batch order and augmentation of ``--seed`` (default 0); nothing is chosen on validation,
+it is only reported.
 
 Accuracy is measured once, on the test split, at the end; the drop is against the dense model on the
 same split. Latency: ``labkit.profile.compare_latency`` times every model in turn, round after round
@@ -19,14 +23,19 @@ every model in the same memory layout (``--layout``, default channels_last, oneD
 with freed memory kept in the process (``--memory kept``, ``labkit.profile.keep_freed_memory``: otherwise glibc
 hands each batch-128 call's activations back to the OS and the next call page-faults them in again, a cost that
 follows the activations and the machine's load, not the network's arithmetic).
-Every run appends its rows to ``--results`` (JSON lines); ``--readme`` rewrites the table between its
-markers in benchmarks/README.md from the rows of the last run. Time it alone.
+
+``--latency-only`` trains nothing: a forward pass costs the same whatever the weights' values, so it times the
+pruned shapes (the 90 % one pruned in one shot) and appends to ``--latency-results``.
+Every run appends its rows to ``--results`` (JSON lines; committed in ``benchmarks/rows/``); ``--readme`` rewrites
+both tables between their markers in benchmarks/README.md from every row of the two files. The defaults took 19 minutes
+for the unstructured model and 6 for the channel recipe on 2 CPU cores (benchmarks/README.md); time it alone.
 
 Run:
-    python benchmarks/bench_structured_prune.py --ratios 0.25,0.375 --readme benchmarks/README.md
+    python benchmarks/bench_structured_prune.py --readme benchmarks/README.md   # notebook 03's two recipes
+    python benchmarks/bench_structured_prune.py --ratios 0.5/0.375/0 --epochs 28 --valid-size 0 --unstructured-epochs 0 --readme benchmarks/README.md
     python benchmarks/bench_structured_prune.py --latency-only --all-settings --ratios 0.25,0.5/0/0 --readme benchmarks/README.md
-    python benchmarks/bench_structured_prune.py --table-only --runs 3 --readme benchmarks/README.md  # the last 3 runs' rows
-    python benchmarks/bench_structured_prune.py --fixture --epochs 4 --results /tmp/rows.jsonl   # smoke test
+    python benchmarks/bench_structured_prune.py --table-only --readme benchmarks/README.md   # the tables from the rows
+    python benchmarks/bench_structured_prune.py --fixture --epochs 1 --unstructured-epochs 1 --results /tmp/rows.jsonl   # smoke test
 """
 from __future__ import annotations
 
@@ -34,7 +43,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -49,25 +57,30 @@ from labkit.prune.channels import IMPORTANCE, channel_prune, prune_channels_grad
 from labkit.prune.magnitude import course_sparsity, make_permanent, prune_to
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from lab03_start import add_common_arguments, data_and_start_model
+from labkit.tools.runner import cpu_model
+from lab03_start import CPU_GRADUAL, add_common_arguments, data_and_start_model, prune_gradually
 
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 # Notebook 03's structured recipe on a CPU (labkit.recipes, lab 03's "structured" part), without its latency rounds.
 CPU_STRUCTURED = {key: value for key, value in recipes.table("03").recipe("CPU", "structured").items()
                   if key != "latency_rounds"}
+UNSTRUCTURED = f"unstructured {CPU_GRADUAL['final_sparsity']:.0%} (gradual+kd)"
+ROWS = Path(__file__).resolve().parent / "rows"
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
 COLUMNS = ("model", "epochs", "seed", "fine_tune_images", "importance", "minutes", "zeros", "macs_m", "params",
            "test_accuracy", "drop", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128", "layout", "memory", "machine", "load", "date")
 LATENCY_COLUMNS = ("model", "macs_m", "latency_b1_ms", "speedup_b1", "latency_b128_ms", "speedup_b128",
-                   "page_faults_b128", "layout", "memory", "threads", "rounds", "load", "date")
+                   "page_faults_b128", "layout", "memory", "machine", "rounds", "load", "date")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, results="runs/bench_structured_prune/rows.jsonl")
-    parser.add_argument("--unstructured", default="runs/real/03_pruning_cifar10/123_pruning.pt",
-                        help="a pruned state_dict from notebook 03; if missing, a one-shot 90%% prune (not fine-tuned)")
+    add_common_arguments(parser, results=str(ROWS / "structured_prune.jsonl"))
+    parser.add_argument("--latency-results", default=str(ROWS / "structured_latency.jsonl"),
+                        help="JSON lines of the --latency-only runs, appended")
+    parser.add_argument("--unstructured-epochs", type=float, default=CPU_GRADUAL["epochs"],
+                        help="epochs of notebook 03's gradual pruning to 90%% (lab 03's CPU recipe); 0: leave it out")
     parser.add_argument("--ratios", default=ratio_label(CPU_STRUCTURED["ratio"]),
                         help="comma-separated channel fractions: one for every stage (0.25) or one per stage, "
                              "stem with stage 1 (0.5/0/0)")
@@ -88,8 +101,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="with --latency-only: time the models three times: channels_last and NCHW with memory "
                              "kept, channels_last with memory returned")
     parser.add_argument("--table-only", action="store_true",
-                        help="train and time nothing: print (and with --readme write) the last run's rows of --results")
-    parser.add_argument("--runs", type=int, default=1, help="with --table-only: how many of the last runs")
+                        help="train and time nothing: print (and with --readme write) both tables from their rows")
     parser.add_argument("--latency-only", action="store_true",
                         help="no fine-tuning: time the pruned shapes only (latency does not depend on the weights' values)")
     return parser
@@ -103,22 +115,24 @@ def parse_ratio(spec: str):
         raise SystemExit(f"--ratios {spec!r}: {error}") from error
 
 
-def unstructured_model(start_model, path: Path) -> tuple[torch.nn.Module, str]:
-    """The 90%-sparse model: notebook 03's file if there is one, else a one-shot prune of the start."""
+def unstructured_model(start_model, train_dataset, valid_loader, *, epochs: float, seed: int
+                       ) -> tuple[torch.nn.Module, float]:
+    """Notebook 03's graded pruning of a copy of ``start_model`` (lab 03's CPU recipe, ``epochs`` epochs),
+    zeros made permanent; returns the model and its minutes."""
     model = copy.deepcopy(start_model)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model, "unstructured 90% (notebook 03)"
-    prune_to(model, 0.9)
-    make_permanent(model)
-    return model, "unstructured 90% (one-shot, not fine-tuned)"
+    torch.manual_seed(seed)
+    minutes = prune_gradually(model, train_dataset, valid_loader, settings={**CPU_GRADUAL, "epochs": epochs},
+                              seed=seed)
+    return make_permanent(model).eval(), minutes
 
 
 def latency_only(args, ratios: list) -> None:
     """Time the dense, the 90%-sparse and each channel-pruned shape, without training anything."""
     start_model = load_pretrained(args.pretrained).eval()
-    sparse, name = unstructured_model(start_model, Path(args.unstructured))
-    models = {"dense": start_model, name: sparse.eval()}
+    sparse = copy.deepcopy(start_model)
+    prune_to(sparse, CPU_GRADUAL["final_sparsity"])
+    models = {"dense": start_model,
+              f"unstructured {CPU_GRADUAL['final_sparsity']:.0%} (one-shot)": make_permanent(sparse).eval()}
     for ratio in ratios:
         model = copy.deepcopy(start_model)
         channel_prune(model, ratio=ratio)
@@ -130,25 +144,33 @@ def latency_only(args, ratios: list) -> None:
                                        steady_memory=memory == "kept")]
     for row in rows:
         row.update(macs_m=count_macs(models[row["model"]], input_size=(1, 3, 32, 32)) / 1e6, rounds=args.rounds,
-                   load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
-    write_table(rows, args.readme, columns=LATENCY_COLUMNS, markers=LATENCY_MARKERS)
+                   machine=machine_name(args), load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
+    append_rows(Path(args.latency_results), rows)
+    write_table(read_rows(Path(args.latency_results)), args.readme, columns=LATENCY_COLUMNS, markers=LATENCY_MARKERS)
 
 
-def last_run_rows(path: Path, runs: int = 1) -> list[dict]:
-    """The rows of the last ``runs`` runs in a results file, oldest first: every run writes ``dense`` first."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    starts = [index for index, row in enumerate(rows) if row["model"] == "dense"]
-    if not starts:
-        raise SystemExit(f"{path}: no run in it (no 'dense' row); run the benchmark first")
-    return rows[starts[-min(runs, len(starts))]:]
+def machine_name(args) -> str:
+    """A row's machine: the CPU's name and the threads it used (and ", fixture" on the synthetic data)."""
+    return f"{cpu_model()}, {args.threads} threads" + (", fixture" if args.fixture else "")
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to a JSON-lines results file, one line each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        for row in rows:
+            file.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Every row of a results file, in the order the runs wrote them."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such results file; run the benchmark first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_table(rows: list[dict], readme: str | None, *, columns=COLUMNS, markers=MARKERS) -> None:
-    """Print the table; with ``readme``, also rewrite it between ``markers`` there. Only the channel-pruned
-    models were fine-tuned here, so only their rows show ``epochs``, ``seed`` and ``fine_tune_images`` (blank in runs
-    before those columns: seed 0, 20,000 images)."""
-    rows = [{**row, **{key: row.get(key) if row["model"].startswith("channels") else None
-                       for key in ("epochs", "seed", "fine_tune_images")}} for row in rows]
+    """Print the table; with ``readme``, also rewrite it between ``markers`` there."""
     table = format_table(rows, columns=columns, digits=2)
     print(table, flush=True)
     if readme:
@@ -160,7 +182,9 @@ def write_table(rows: list[dict], readme: str | None, *, columns=COLUMNS, marker
 def main(argv=None) -> None:
     args = get_args_parser().parse_args(argv)
     if args.table_only:
-        write_table(last_run_rows(Path(args.results), args.runs), args.readme)
+        write_table(read_rows(Path(args.results)), args.readme)
+        write_table(read_rows(Path(args.latency_results)), args.readme, columns=LATENCY_COLUMNS,
+                    markers=LATENCY_MARKERS)
         return
     ratios = [parse_ratio(value.strip()) for value in args.ratios.split(",") if value.strip()]
     torch.set_num_threads(args.threads)
@@ -169,9 +193,11 @@ def main(argv=None) -> None:
         return
     root, loaders, start_model = data_and_start_model(args, valid_size=args.valid_size)
     valid = loaders.valid if args.valid_size != 0 else None
-    models, minutes = {"dense": start_model}, {"dense": 0.0}
-    sparse, name = unstructured_model(start_model, Path(args.unstructured))
-    models[name], minutes[name] = sparse, None
+    models, minutes, epochs = {"dense": start_model}, {"dense": 0.0}, {"dense": None}
+    if args.unstructured_epochs > 0:
+        models[UNSTRUCTURED], minutes[UNSTRUCTURED] = unstructured_model(
+            start_model, loaders.train.dataset, valid, epochs=args.unstructured_epochs, seed=args.seed)
+        epochs[UNSTRUCTURED] = args.unstructured_epochs
     for ratio in ratios:
         torch.manual_seed(args.seed)
         model = copy.deepcopy(start_model)
@@ -181,7 +207,7 @@ def main(argv=None) -> None:
         settings = {**CPU_STRUCTURED, "ratio": ratio, "epochs": args.epochs, "importance": args.importance}
         prune_channels_gradually(model, train, valid, device="cpu", **settings)
         label = f"channels {ratio_label(ratio)}"
-        models[label], minutes[label] = model, (time.perf_counter() - started) / 60
+        models[label], minutes[label], epochs[label] = model, (time.perf_counter() - started) / 60, args.epochs
 
     print(f"timing {len(models)} models side by side, {args.rounds} rounds, {torch.get_num_threads()} threads, "
           f"{args.layout}, memory {args.memory}")
@@ -189,25 +215,22 @@ def main(argv=None) -> None:
                                                                       memory_format=LAYOUTS[args.layout],
                                                                       steady_memory=args.memory == "kept")}
     start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
-    machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")
     rows = []
     for label, model in models.items():
         accuracy = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
-        row = {"model": label, "minutes": minutes[label], "zeros": course_sparsity(model),
-               "macs_m": count_macs(model, input_size=(1, 3, 32, 32)) / 1e6,
-               "params": sum(parameter.numel() for parameter in model.parameters()),
-               "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
-               "machine": machine, "load": f"{os.getloadavg()[1]:.1f}", "date": time.strftime("%Y-%m-%d"),
-               "epochs": args.epochs, "importance": args.importance if label.startswith("channels") else None,
-               "memory": args.memory, "data": str(root), "fine_tune_images": len(loaders.train.dataset),
-               "seed": args.seed}
-        rows.append(row)
-    results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with results.open("a") as file:
-        for row in rows:
-            file.write(json.dumps(row) + "\n")
-    write_table(rows, args.readme)
+        trained = epochs[label] is not None
+        rows.append({"model": label, "minutes": minutes[label], "zeros": course_sparsity(model),
+                     "macs_m": count_macs(model, input_size=(1, 3, 32, 32)) / 1e6,
+                     "params": sum(parameter.numel() for parameter in model.parameters()),
+                     "test_accuracy": accuracy, "drop": start_accuracy - accuracy, **timing[label],
+                     "machine": machine_name(args), "load": f"{os.getloadavg()[1]:.1f}",
+                     "date": time.strftime("%Y-%m-%d"), "epochs": epochs[label],
+                     "importance": args.importance if label.startswith("channels") else None,
+                     "memory": args.memory, "data": str(root),
+                     "fine_tune_images": len(loaders.train.dataset) if trained else None,
+                     "seed": args.seed if trained else None})
+    append_rows(Path(args.results), rows)
+    write_table(read_rows(Path(args.results)), args.readme)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
+from labkit import recipes
 from labkit.data import cifar10
 from labkit.models.resnet20 import load_pretrained, resnet20
+from labkit.prune.gradual import gradual_prune
 from labkit.train import train_baseline
+
+# Notebook 03's graded pruning on a CPU (lab 03's "CPU" recipe in labkit.recipes): gradual_prune's settings.
+GRADUAL_KEYS = ("final_sparsity", "epochs", "prune_fraction", "lr", "distill_alpha", "temperature", "ranking")
+CPU_GRADUAL = {key: recipes.table("03").recipe("CPU")[key] for key in GRADUAL_KEYS}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, results: str) -> argparse.ArgumentParser:
@@ -45,3 +52,15 @@ def data_and_start_model(args, *, valid_size: int | None = None
     else:
         start_model = load_pretrained(args.pretrained)
     return root, loaders, start_model.eval()
+
+
+def prune_gradually(model: torch.nn.Module, train_dataset, valid_loader=None, *, settings: dict = CPU_GRADUAL,
+                    seed: int = 0) -> float:
+    """Prune ``model`` in place as notebook 03 does (:func:`labkit.prune.gradual.gradual_prune` with ``settings``,
+    default lab 03's CPU recipe): batches of 128 from ``train_dataset``, shuffled and augmented in ``seed``'s
+    order. The masks stay attached. Returns the minutes it took.
+    """
+    train = cifar10.BatchedLoader(train_dataset, batch_size=128, shuffle=True, augment=True, seed=seed)
+    started = time.perf_counter()
+    gradual_prune(model, train, valid_loader, device="cpu", **settings)
+    return (time.perf_counter() - started) / 60

@@ -144,10 +144,12 @@ def test_the_benchmarks_run_lab_03s_recipes_from_the_table():
     try:
         import bench_prune_recipes
         import bench_structured_prune
+        import lab03_start
     finally:
         sys.path.remove(str(REPO_ROOT / "benchmarks"))
     cpu = recipes.table("03").recipe("CPU")
-    assert bench_prune_recipes.CPU_GRADUAL == {key: cpu[key] for key in bench_prune_recipes.GRADUAL_KEYS}
+    assert lab03_start.CPU_GRADUAL == {key: cpu[key] for key in lab03_start.GRADUAL_KEYS}
+    assert bench_prune_recipes.CPU_GRADUAL is bench_structured_prune.CPU_GRADUAL is lab03_start.CPU_GRADUAL
     assert bench_prune_recipes.CPU_ITERATIVE["targets"] == (0.5, 0.7, 0.8, 0.85, 0.9)
     structured = recipes.table("03").recipe("CPU", "structured")
     assert bench_structured_prune.CPU_STRUCTURED == {k: v for k, v in structured.items() if k != "latency_rounds"}

@@ -18,9 +18,9 @@ How they were chosen (moved here with the recipes from labkit.prune and labkit.t
   a shorter pruning phase, chosen on validation (benchmarks/README.md). GPU: a longer run, not measured.
 - CPU (iterative): stopped at 85 % (the 90 % round fell below the floor) after 6 of its 30 minutes, which
   is why FULL prunes gradually.
-- structured: 8 epochs (~9 min on 2 CPU cores) of half of stage 1's channels (stem included), stages 2 and
-  3 whole, cost 0.98 points (a quarter of every stage: 1.80) for 28 % fewer MACs and about 1.27x less
-  batch-128 time, measured with the memory kept (benchmarks/README.md).
+- structured: 8 epochs (~6 min on 2 CPU cores) of half of stage 1's channels (stem included), stages 2 and
+  3 whole, cost 0.70 points for 28 % fewer MACs and 1.33x less batch-128 time, measured with the memory
+  kept (benchmarks/README.md, bench_structured_prune; one run).
 - GPU (from scratch): SGD + cosine, the usual CIFAR ResNet recipe, meant to reach >= 92 % test accuracy on a
   GPU; not measured by labkit (no GPU with CIFAR-10 was available when it was written).
 """
@@ -74,8 +74,8 @@ TABLE = RecipeTable(
         "SMOKE": Cost("its measured minutes, sparsity and test accuracy on the fixture: the row named in the last column",
                       "the machine and date in that row", "README.md Results, 03 SMOKE row"),
         "CPU": Cost("the real-data run's sparsity, test accuracy and pruning minutes: README.md Results, 03 FULL row; "
-                    "structured (0.5/0/0, 8 epochs): 90.56 %, 9.52 min, 1.32x faster at batch 128",
-                    "structured: 2-core AMD EPYC CPU, torch 2.14.1, 2026-12-01",
+                    "structured (0.5/0/0, 8 epochs): 90.84 %, 6.29 min, 1.33x faster at batch 128",
+                    "structured: 2-core Intel Xeon CPU, torch 2.14.1, 2026-12-07",
                     "benchmarks/README.md, bench_prune_recipes and bench_structured_prune; README.md Results"),
         "GPU": Cost("150 epochs to 93 % sparsity", "not measured: no GPU was lent", "benchmarks/README.md"),
         "CPU (iterative)": Cost("5.71 min, stopped at 85 % sparsity (its 90 % round fell below the floor), "
