@@ -39,18 +39,21 @@ def data_and_start_model(args, *, valid_size: int | None = None
     """The CIFAR-10 root, its (train, valid, test) loaders (batch 128; ``valid_size`` validation images as in
     :func:`labkit.data.cifar10.cifar10_loaders`, 0 for none) and the starting model, in eval mode.
 
-    With ``--fixture``: a synthetic CIFAR-10 in a temporary folder and a ResNet-20 trained on it for 3 epochs.
+    With ``--fixture``: a synthetic CIFAR-10 (500 training, 200 test images) and a ResNet-20 trained on it for 3
+    epochs; its folder is removed once the images are loaded (they stay in memory), so the root returned names a
+    folder that no longer exists.
     """
     torch.set_num_threads(args.threads)
-    root = cifar10.make_fixture(tempfile.mkdtemp(), n_train=500, n_test=200, seed=0) if args.fixture \
-        else Path(args.data)
-    loaders = cifar10.cifar10_loaders(root, batch_size=128, valid_size=valid_size)
-    if args.fixture:
-        start_model = resnet20()
-        valid = loaders.valid if valid_size != 0 else None
-        train_baseline(start_model, loaders.train, valid_loader=valid, epochs=3, lr=0.05, device="cpu")
-    else:
-        start_model = load_pretrained(args.pretrained)
+    if not args.fixture:
+        root = Path(args.data)
+        return root, cifar10.cifar10_loaders(root, batch_size=128, valid_size=valid_size), \
+            load_pretrained(args.pretrained).eval()
+    with tempfile.TemporaryDirectory(prefix="lab03-fixture-") as folder:
+        root = cifar10.make_fixture(folder, n_train=500, n_test=200, seed=0)
+        loaders = cifar10.cifar10_loaders(root, batch_size=128, valid_size=valid_size)
+    start_model = resnet20()
+    valid = loaders.valid if valid_size != 0 else None
+    train_baseline(start_model, loaders.train, valid_loader=valid, epochs=3, lr=0.05, device="cpu")
     return root, loaders, start_model.eval()
 
 

@@ -3,6 +3,7 @@ recipe, and the README's two tables are exactly what the committed rows give."""
 import importlib.util
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,13 @@ def test_the_unstructured_row_is_notebook_03s_gradual_pruning_run_here(bench, tm
         return real_gradual_prune(model, train, valid, **settings)
     real_gradual_prune = lab03_start.gradual_prune
     monkeypatch.setattr(lab03_start, "gradual_prune", recording_gradual_prune)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     results = tmp_path / "rows.jsonl"
     bench.main(["--fixture", "--ratios", "", "--unstructured-epochs", "1", "--rounds", "1", "--results", str(results)])
+    # the fixture's images were removed once loaded (torch keeps its own compile cache there, shared by every run)
+    assert [path.name for path in temporary.iterdir() if not path.name.startswith("torchinductor_")] == []
 
     cpu = recipes.table("03").recipe("CPU")  # notebook 03's FULL recipe on a CPU, with the epochs asked for
     assert calls == [{"device": "cpu", "final_sparsity": 0.9, "epochs": 1, "prune_fraction": cpu["prune_fraction"],
