@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -43,7 +41,8 @@ from labkit import recipes
 from labkit.prune.magnitude import RANKINGS, course_sparsity, iterative_prune
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from lab03_start import CPU_GRADUAL, add_common_arguments, data_and_start_model, prune_gradually
+from lab03_start import (CPU_GRADUAL, add_common_arguments, append_rows, data_and_start_model, machine_name,
+                         prune_gradually, read_rows)
 
 RECIPES = ("iterative", "gradual", "gradual+kd")
 # Lab 03's recipes (labkit.recipes): the "CPU" one's gradual_prune settings (CPU_GRADUAL), and the first build's schedule.
@@ -106,9 +105,7 @@ def main(argv=None) -> None:
     root, loaders, start_model = data_and_start_model(args)
     start_accuracy = evaluate_classification(start_model, loaders.test, device="cpu")["accuracy"]
     print(f"starting model: test accuracy {start_accuracy:.2f}% on {len(loaders.test.dataset)} images")
-    machine = f"{platform.machine()}, {args.threads} threads" + (", fixture" if args.fixture else "")
     results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
         torch.manual_seed(0)
         model = copy.deepcopy(start_model)
@@ -120,12 +117,11 @@ def main(argv=None) -> None:
         row["valid_accuracy"] = evaluate_classification(model, loaders.valid, device="cpu")["accuracy"]
         row["test_accuracy"] = evaluate_classification(model, loaders.test, device="cpu")["accuracy"]
         row["drop"] = start_accuracy - row["test_accuracy"]
-        row.update(machine=machine, load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
+        row.update(machine=machine_name(args), load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"), data=str(root))
         print(format_table([row]), flush=True)
-        with results.open("a") as file:
-            file.write(json.dumps(row) + "\n")
+        append_rows(results, [row])
     if args.readme:
-        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+        rows = read_rows(results)
         write_readme(Path(args.readme), rows)
         print(f"wrote {len(rows)} rows into {args.readme}")
 

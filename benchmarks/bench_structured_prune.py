@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import time
 from pathlib import Path
@@ -57,14 +56,15 @@ from labkit.prune.channels import IMPORTANCE, channel_prune, prune_channels_grad
 from labkit.prune.magnitude import course_sparsity, make_permanent, prune_to
 from labkit.tables import format_table
 from labkit.tools.readme_table import replace_marked_section
-from labkit.tools.runner import cpu_model
-from lab03_start import CPU_GRADUAL, add_common_arguments, data_and_start_model, prune_gradually
+from lab03_start import (CPU_GRADUAL, add_common_arguments, append_rows, data_and_start_model, machine_name,
+                         prune_gradually, read_rows)
 
 LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 # Notebook 03's structured recipe on a CPU (labkit.recipes, lab 03's "structured" part), without its latency rounds.
 CPU_STRUCTURED = {key: value for key, value in recipes.table("03").recipe("CPU", "structured").items()
                   if key != "latency_rounds"}
-UNSTRUCTURED = f"unstructured {CPU_GRADUAL['final_sparsity']:.0%} (gradual+kd)"
+SPARSE = f"unstructured {CPU_GRADUAL['final_sparsity']:.0%}"  # the graded file's sparsity, trained or one-shot
+UNSTRUCTURED = f"{SPARSE} (gradual+kd)"
 ROWS = Path(__file__).resolve().parent / "rows"
 MARKERS = ("<!-- structured-prune:begin -->", "<!-- structured-prune:end -->")
 LATENCY_MARKERS = ("<!-- structured-latency:begin -->", "<!-- structured-latency:end -->")
@@ -132,7 +132,7 @@ def latency_only(args, ratios: list) -> None:
     sparse = copy.deepcopy(start_model)
     prune_to(sparse, CPU_GRADUAL["final_sparsity"])
     models = {"dense": start_model,
-              f"unstructured {CPU_GRADUAL['final_sparsity']:.0%} (one-shot)": make_permanent(sparse).eval()}
+              f"{SPARSE} (one-shot)": make_permanent(sparse).eval()}
     for ratio in ratios:
         model = copy.deepcopy(start_model)
         channel_prune(model, ratio=ratio)
@@ -147,26 +147,6 @@ def latency_only(args, ratios: list) -> None:
                    machine=machine_name(args), load=f"{os.getloadavg()[1]:.1f}", date=time.strftime("%Y-%m-%d"))
     append_rows(Path(args.latency_results), rows)
     write_table(read_rows(Path(args.latency_results)), args.readme, columns=LATENCY_COLUMNS, markers=LATENCY_MARKERS)
-
-
-def machine_name(args) -> str:
-    """A row's machine: the CPU's name and the threads it used (and ", fixture" on the synthetic data)."""
-    return f"{cpu_model()}, {args.threads} threads" + (", fixture" if args.fixture else "")
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append ``rows`` to a JSON-lines results file, one line each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as file:
-        for row in rows:
-            file.write(json.dumps(row) + "\n")
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Every row of a results file, in the order the runs wrote them."""
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such results file; run the benchmark first")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_table(rows: list[dict], readme: str | None, *, columns=COLUMNS, markers=MARKERS) -> None:

@@ -6,6 +6,7 @@ script's own folder is on ``sys.path``, so ``import lab03_start`` finds this fil
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from labkit import recipes
 from labkit.data import cifar10
 from labkit.models.resnet20 import load_pretrained, resnet20
 from labkit.prune.gradual import gradual_prune
+from labkit.tools.runner import cpu_model
 from labkit.train import train_baseline
 
 # Notebook 03's graded pruning on a CPU (lab 03's "CPU" recipe in labkit.recipes): gradual_prune's settings.
@@ -67,3 +69,23 @@ def prune_gradually(model: torch.nn.Module, train_dataset, valid_loader=None, *,
     started = time.perf_counter()
     gradual_prune(model, train, valid_loader, device="cpu", **settings)
     return (time.perf_counter() - started) / 60
+
+
+def machine_name(args) -> str:
+    """A row's machine: the CPU's name and the threads it used (and ", fixture" on the synthetic data)."""
+    return f"{cpu_model()}, {args.threads} threads" + (", fixture" if args.fixture else "")
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to a JSON-lines results file, one line each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as file:
+        for row in rows:
+            file.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Every row of a results file, in the order the runs wrote them."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such results file; run the benchmark first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
